@@ -1,0 +1,204 @@
+"""Experiment configuration: nested dataclasses, loaded from YAML, overridden with `--set a.b=c`.
+
+This is tfner's one config system. A YAML file names only the fields it changes; every other field keeps
+the default written here. Unknown keys and values of the wrong type are errors that name the key and the
+file, so a typo never trains a model with a silently ignored setting.
+
+    config = load_config("configs/resume_ner.yaml", overrides=["train.epochs=3", "model.head=softmax"])
+"""
+
+import dataclasses
+import os
+import typing
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key and the source."""
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """What to train and score on.
+
+    train/dev/test take a file, a glob, or a list of either. Formats: `conll` (one `char TAG` per line),
+    `cluener` (CLUENER2020 JSON lines, inclusive ends), `jsonl` (tfner's own spans, exclusive ends),
+    `tfrecord` (shards written by `tfner.data.write_tfrecords`); `auto` picks by file extension.
+    """
+
+    train: list[str] = dataclasses.field(default_factory=list)
+    dev: list[str] = dataclasses.field(default_factory=list)
+    test: list[str] = dataclasses.field(default_factory=list)
+    format: str = "auto"  # auto | conll | cluener | jsonl | tfrecord
+    scheme: str = "auto"  # tag scheme of conll files: auto | BIO | IOB1 | BIOES | BMES
+    vocab: str = ""  # vocab.txt; "" = the checkpoint's vocab, or one built from the training data (scratch)
+    max_seq_length: int = 128  # tokens per window, [CLS] and [SEP] included: 126 characters
+    lowercase: bool = True  # fold A-Z to a-z (BERT-Base Chinese is an uncased vocabulary)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The tagger: BERT backbone -> dropout -> dense -> CRF (or softmax)."""
+
+    init: str = "scratch"  # scratch | a checkpoint folder or keras-hub preset (see tfner.checkpoint)
+    num_layers: int = 2  # the shape fields apply to `scratch` only; a checkpoint brings its own
+    hidden_dim: int = 128
+    num_heads: int = 2
+    intermediate_dim: int = 512
+    dropout: float = 0.1
+    head: str = "crf"  # crf | softmax
+    constrain_decoding: bool = True  # CRF decode never emits transitions the tag scheme forbids (O -> I-X)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation and distribution."""
+
+    epochs: int = 3
+    batch_size: int = 32  # global: split evenly over replicas
+    learning_rate: float = 5e-5  # backbone peak learning rate
+    head_learning_rate: float = 1e-3  # dense + CRF peak learning rate (they start from random values)
+    weight_decay: float = 0.01  # AdamW; not applied to biases, LayerNorm or embeddings' norms
+    warmup_ratio: float = 0.1  # linear warmup over this share of all steps, then linear decay to 0
+    clip_norm: float = 1.0  # global gradient norm clip; 0 disables
+    seed: int = 42
+    distribute: str = "auto"  # auto | one_device | mirrored | multi_worker | tpu
+    tpu: str = ""  # TPU address for `tpu`; "" = TPU_NAME env var, else the local TPU
+    mixed_precision: str = "none"  # none | mixed_float16 | mixed_bfloat16
+    checkpoint_every_steps: int = 200
+    keep_checkpoints: int = 3
+    max_steps: int = 0  # stop after this many steps in all (0 = run all epochs); for smoke tests
+    static_shapes: bool = False  # pad every batch to its bucket and drop ragged last batches (TPU); auto for tpu
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """Where the SavedModel goes; see export/README.md for the signature."""
+
+    dir: str = ""  # versions go to <dir>/<N>/; "" = export/<model_name>
+    model_name: str = "ner"
+    window_overlap: int = 32  # characters shared by consecutive windows of a long text
+    enabled: bool = True  # export the best checkpoint at the end of training
+
+
+@dataclasses.dataclass
+class Config:
+    """One experiment: data, model, training and export, all living under run_dir."""
+
+    run_dir: str = "runs/demo"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+    @property
+    def export_dir(self) -> str:
+        return self.export.dir or os.path.join("export", self.export.model_name)
+
+
+# Fields that take one of a few words; a wrong word fails at load time, not an hour into training.
+_CHOICES = {
+    "data.format": ("auto", "conll", "cluener", "jsonl", "tfrecord"),
+    "data.scheme": ("auto", "BIO", "IOB1", "BIOES", "BMES"),
+    "model.head": ("crf", "softmax"),
+    "train.distribute": ("auto", "one_device", "mirrored", "multi_worker", "tpu"),
+    "train.mixed_precision": ("none", "mixed_float16", "mixed_bfloat16"),
+}
+
+
+def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
+    """Builds a Config from defaults, then a YAML file, then `a.b=c` overrides, in that order."""
+    config = Config()
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = yaml.safe_load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if raw is not None:
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+            _merge(config, raw, source=path, prefix="")
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {override!r}: expected key=value, e.g. --set train.epochs=3")
+        _merge(config, _nest(key.strip(), yaml.safe_load(text) if text.strip() else ""), f"--set {override}", "")
+    return config
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(to_dict(config), f, sort_keys=False, allow_unicode=True)
+
+
+def _nest(dotted: str, value: Any) -> dict:
+    for part in reversed(dotted.split(".")):
+        value = {part: value}
+    return value
+
+
+def _merge(node: Any, raw: dict, source: str, prefix: str) -> None:
+    fields = {f.name: f for f in dataclasses.fields(node)}
+    hints = typing.get_type_hints(type(node))
+    for key, value in raw.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{source}: unknown key {name!r}; known keys here: {known}")
+        current = getattr(node, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {name!r} is a section; give it a mapping, not {value!r}")
+            _merge(current, value, source, f"{name}.")
+        else:
+            value = _coerce(value, hints[key], name, source)
+            if name in _CHOICES and value not in _CHOICES[name]:
+                raise ConfigError(f"{source}: {name!r} must be one of {', '.join(_CHOICES[name])}; got {value!r}")
+            setattr(node, key, value)
+
+
+def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
+    def fail(expected: str):
+        raise ConfigError(f"{source}: {name!r} must be {expected}, got {value!r}")
+
+    if typing.get_origin(hint) is list:
+        if value is None or value == "":
+            return []
+        if isinstance(value, str):  # one path or glob, or a comma-separated list from --set
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        fail("a string or a list of strings")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        fail("true or false")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        fail("an integer")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 5e-5 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        fail("a number")
+    if hint is str:
+        if value is None:
+            return ""
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        fail("a string")
+    raise TypeError(f"config field {name!r} has an unsupported type {hint}")

@@ -1,0 +1,383 @@
+"""Corpus readers and the tf.data input pipeline.
+
+Every reader returns the same thing, a list of `Example(text, spans)`:
+
+- CoNLL char-tag files: one `char TAG` per line (space or tab), a blank line between sentences; tags in BIO,
+  IOB1, BIOES or BMES (`scheme="auto"` tells BIO/BIOES/BMES apart by the tags used).
+- CLUENER JSON lines: {"text": ..., "label": {type: {mention: [[start, end], ...]}}}, end INCLUSIVE.
+- tfner JSONL: {"text": ..., "entities": [{"start", "end", "label"}]}, end exclusive; `write_jsonl` writes it.
+- TFRecord shards (`write_tfrecords`): text + per-character BIOES tag ids, for corpora that are streamed
+  rather than held in memory, from any `tf.io.gfile` path (local, gs://, s3://).
+
+Bad input raises `DataError` naming the file, the line (or JSON record) and what to do.
+
+The pipeline turns examples into padded batches. Take 张三在北京 with PER [0, 2), LOC [3, 5) and
+max_seq_length 8:
+
+    token_ids     [CLS] 张   三   在  北   京   [SEP] [PAD]
+    padding_mask  1     1    1    1   1    1    1     0
+    tags                B-PER E-PER O B-LOC E-LOC 0     0      (one per token after [CLS]; 7 = 8 - 1)
+    tag_mask            1    1    1   1    1    0     0
+
+Tags sit on the characters only: the model drops the [CLS] position and masks [SEP] and padding out of the
+loss, so tags[i] is the tag of character i.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+
+import tensorflow as tf
+
+from tfner import labels as labels_lib
+from tfner.labels import Span, TagSet
+from tfner.tokenizer import CharTokenizer
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("conll", "cluener", "jsonl", "tfrecord")
+
+
+class DataError(ValueError):
+    """A corpus file is malformed; the message names file, line or record, and the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    text: str
+    spans: tuple[Span, ...] = ()
+
+
+def expand_paths(patterns: Sequence[str]) -> list[str]:
+    """Files for a list of paths or globs, in order, each glob sorted; a pattern matching nothing is an error."""
+    paths = []
+    for pattern in patterns:
+        matched = sorted(tf.io.gfile.glob(pattern))
+        if not matched:
+            raise DataError(f"{pattern}: no such file (or no match for the glob); check the data paths in the config")
+        paths.extend(matched)
+    return paths
+
+
+def detect_format(path: str) -> str:
+    name = path.lower()
+    if name.endswith((".tfrecord", ".tfrecords")) or ".tfrecord-" in name:
+        return "tfrecord"
+    if name.endswith(".jsonl"):
+        return "jsonl"
+    if name.endswith(".json"):
+        return "cluener"
+    return "conll"
+
+
+def read_examples(patterns: str | Sequence[str], format: str = "auto", scheme: str = "auto") -> list[Example]:
+    """Reads every file of `patterns` (paths or globs) into examples."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    examples = []
+    for path in expand_paths(patterns):
+        fmt = detect_format(path) if format == "auto" else format
+        if fmt == "conll":
+            examples.extend(read_conll(path, scheme))
+        elif fmt == "cluener":
+            examples.extend(read_cluener(path))
+        elif fmt == "jsonl":
+            examples.extend(read_jsonl(path))
+        elif fmt == "tfrecord":
+            raise DataError(f"{path}: TFRecord shards carry tag ids, not spans; read them with read_tfrecords()")
+        else:
+            raise DataError(f"{path}: unknown format {fmt!r}; expected one of auto, {', '.join(FORMATS)}")
+    return examples
+
+
+def _read_lines(path: str) -> list[str]:
+    with tf.io.gfile.GFile(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 ({e.reason} at byte {e.start}); convert the file, e.g. "
+            f"`iconv -f GBK -t UTF-8 {os.path.basename(path)}`"
+        ) from None
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    return text.splitlines()
+
+
+def read_conll(path: str, scheme: str = "auto") -> list[Example]:
+    """Reads a char-tag file; see the module docstring. Ill-formed tag sequences are repaired and counted."""
+    sentences, chars, tags, first_line = [], [], [], 1
+    lines = _read_lines(path)
+    for number, line in enumerate(lines + [""], start=1):
+        if not line.strip():
+            if chars:
+                sentences.append((first_line, "".join(chars), tags))
+            chars, tags, first_line = [], [], number + 1
+            continue
+        char, sep, tag = line.rpartition("\t") if "\t" in line else line.rpartition(" ")
+        if not sep or len(char) != 1:
+            raise DataError(
+                f"{path}:{number}: expected one character, a space or tab, and a tag (e.g. '张 B-PER'); got {line!r}"
+            )
+        try:
+            labels_lib.split_tag(tag)
+        except ValueError as e:
+            raise DataError(f"{path}:{number}: {e}") from None
+        chars.append(char)
+        tags.append(tag)
+    if scheme == "auto":
+        scheme = labels_lib.detect_scheme(t for _, _, sentence_tags in sentences for t in sentence_tags)
+    examples, repaired = [], []
+    for first, text, sentence_tags in sentences:
+        spans, repairs = labels_lib.tags_to_spans(sentence_tags)
+        if repairs and scheme != "IOB1":
+            repaired.append(first)
+        examples.append(Example(text, tuple(spans)))
+    if repaired:
+        where = ", ".join(f"line {n}" for n in repaired[:5]) + (" ..." if len(repaired) > 5 else "")
+        log.warning(
+            "%s: %d sentence(s) have a continuation tag with no begin (%s); each such tag starts a new entity",
+            path, len(repaired), where,
+        )
+    return examples
+
+
+def _read_json_records(path: str) -> Iterable[tuple[int, dict]]:
+    for number, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{number}: not a JSON object ({e.msg}); expected one JSON object per line") from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise DataError(f"{path}:{number}: expected an object with a string field 'text'")
+        yield number, record
+
+
+def _check_span(path: str, number: int, text: str, span: Span, what: str) -> Span:
+    if not (isinstance(span.start, int) and isinstance(span.end, int) and 0 <= span.start < span.end <= len(text)):
+        raise DataError(
+            f"{path}:{number}: {what} {span.label!r} [{span.start}, {span.end}) is outside the text "
+            f"({len(text)} characters) or empty"
+        )
+    return span
+
+
+def read_cluener(path: str) -> list[Example]:
+    """Reads CLUENER2020 JSON lines (inclusive ends). Records without `label` (the test split) have no spans."""
+    examples = []
+    for number, record in _read_json_records(path):
+        text, spans = record["text"], []
+        label_map = record.get("label") or {}
+        if not isinstance(label_map, dict):
+            raise DataError(f"{path}:{number}: 'label' must map type -> {{mention: [[start, end], ...]}}")
+        for label, mentions in label_map.items():
+            for mention, positions in (mentions or {}).items():
+                for position in positions:
+                    if not (isinstance(position, list) and len(position) == 2):
+                        raise DataError(f"{path}:{number}: {label}/{mention}: a position must be [start, end]")
+                    span = _check_span(path, number, text, Span(position[0], position[1] + 1, label), "entity")
+                    if text[span.start : span.end] != mention:
+                        raise DataError(
+                            f"{path}:{number}: {label} at {position} reads {text[span.start:span.end]!r}, "
+                            f"not {mention!r}; CLUENER ends are inclusive"
+                        )
+                    spans.append(span)
+        examples.append(Example(text, tuple(sorted(spans))))
+    return examples
+
+
+def read_jsonl(path: str) -> list[Example]:
+    """Reads tfner JSONL (exclusive ends)."""
+    examples = []
+    for number, record in _read_json_records(path):
+        spans = []
+        for entity in record.get("entities", []):
+            try:
+                span = Span(entity["start"], entity["end"], str(entity["label"]))
+            except (KeyError, TypeError):
+                raise DataError(f"{path}:{number}: each entity needs 'start', 'end' and 'label'") from None
+            spans.append(_check_span(path, number, record["text"], span, "entity"))
+        examples.append(Example(record["text"], tuple(sorted(spans))))
+    return examples
+
+
+def write_jsonl(examples: Iterable[Example], path: str) -> None:
+    with tf.io.gfile.GFile(path, "w") as f:
+        for example in examples:
+            entities = [{"start": s.start, "end": s.end, "label": s.label} for s in example.spans]
+            f.write(json.dumps({"text": example.text, "entities": entities}, ensure_ascii=False) + "\n")
+
+
+def entity_types(examples: Iterable[Example]) -> list[str]:
+    return sorted({span.label for example in examples for span in example.spans})
+
+
+def split_long(examples: Iterable[Example], max_chars: int) -> list[Example]:
+    """Cuts examples longer than max_chars into pieces, never inside an entity when a cut outside one exists.
+
+    Training sees every character this way; the export tags long texts with overlapping windows instead.
+    """
+    pieces = []
+    for example in examples:
+        text, spans, start = example.text, sorted(example.spans), 0
+        while len(text) - start > max_chars:
+            cut = start + max_chars
+            for span in spans:  # move the cut back to the start of an entity it would split
+                if span.start < cut < span.end and span.start > start:
+                    cut = span.start
+            inside = [s for s in spans if start <= s.start and s.end <= cut]
+            pieces.append(Example(text[start:cut], tuple(Span(s.start - start, s.end - start, s.label) for s in inside)))
+            start = cut
+        rest = [s for s in spans if s.start >= start]
+        pieces.append(Example(text[start:], tuple(Span(s.start - start, s.end - start, s.label) for s in rest)))
+    return pieces
+
+
+def encode_examples(examples: Sequence[Example], tag_set: TagSet) -> tuple[list[str], list[list[int]]]:
+    """Examples -> (texts, per-character tag ids); overlapping spans (flat tagging holds one) are counted."""
+    texts, tag_ids, dropped = [], [], 0
+    for example in examples:
+        ids, n = tag_set.encode(len(example.text), example.spans)
+        texts.append(example.text)
+        tag_ids.append(ids)
+        dropped += n
+    if dropped:
+        log.warning("%d overlapping span(s) dropped: flat tagging keeps the longest of overlapping entities", dropped)
+    return texts, tag_ids
+
+
+def write_tfrecords(examples: Sequence[Example], tag_set: TagSet, prefix: str, num_shards: int = 1) -> list[str]:
+    """Writes examples as `prefix.tfrecord-0000i-of-0000n` shards of tf.train.Example and `prefix.tags.txt`.
+
+    Each record holds `text` (bytes) and `tags` (int64 BIOES ids of tag_set, one per character). Shards are
+    written to a temporary name and renamed, so a reader never sees half a shard.
+    """
+    texts, tag_ids = encode_examples(examples, tag_set)
+    paths = [f"{prefix}.tfrecord-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
+    writers = [tf.io.TFRecordWriter(p + ".tmp") for p in paths]
+    for i, (text, ids) in enumerate(zip(texts, tag_ids)):
+        feature = {
+            "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode("utf-8")])),
+            "tags": tf.train.Feature(int64_list=tf.train.Int64List(value=ids)),
+        }
+        writers[i % num_shards].write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    for writer, path in zip(writers, paths):
+        writer.close()
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    with tf.io.gfile.GFile(prefix + ".tags.txt", "w") as f:
+        f.write("".join(f"{tag}\n" for tag in tag_set.tags))
+    return paths
+
+
+def tfrecord_dataset(patterns: Sequence[str]) -> tf.data.Dataset:
+    """Streams {"text": string, "tags": int32 [chars]} from TFRecord shards (paths or globs)."""
+    spec = {"text": tf.io.FixedLenFeature([], tf.string), "tags": tf.io.VarLenFeature(tf.int64)}
+
+    def parse(record):
+        parsed = tf.io.parse_single_example(record, spec)
+        return {"text": parsed["text"], "tags": tf.cast(tf.sparse.to_dense(parsed["tags"]), tf.int32)}
+
+    files = tf.data.Dataset.from_tensor_slices(expand_paths(patterns))
+    return tf.data.TFRecordDataset(files).map(parse)
+
+
+def read_tfrecords(patterns: Sequence[str]) -> list[Example]:
+    """Reads shards back into examples, with the tag set written beside them."""
+    paths = expand_paths(patterns)
+    tags_path = paths[0].split(".tfrecord")[0] + ".tags.txt"
+    if not tf.io.gfile.exists(tags_path):
+        raise DataError(f"{paths[0]}: no {tags_path} beside it; write shards with tfner.data.write_tfrecords")
+    with tf.io.gfile.GFile(tags_path) as f:
+        tags = f.read().split()
+    return [
+        Example(r["text"].decode("utf-8"), tuple(labels_lib.tags_to_spans([tags[i] for i in r["tags"]])[0]))
+        for r in tfrecord_dataset(patterns).as_numpy_iterator()
+    ]
+
+
+def examples_dataset(examples: Sequence[Example], tag_set: TagSet) -> tf.data.Dataset:
+    """In-memory examples as a dataset of {"text", "tags"}, the element type tfrecord_dataset streams."""
+    texts, tag_ids = encode_examples(examples, tag_set)
+    tags = tf.ragged.constant(tag_ids, dtype=tf.int32, ragged_rank=1) if tag_ids else tf.zeros([0, 0], tf.int32)
+    return tf.data.Dataset.from_tensor_slices({"text": tf.constant(texts, tf.string), "tags": tags})
+
+
+def bucket_boundaries(max_seq_length: int) -> list[int]:
+    """Token lengths to bucket by: 16, 32, 64, ... below max_seq_length (few shapes: few retraces on TPU)."""
+    boundaries, length = [], 16
+    while length < max_seq_length:
+        boundaries.append(length)
+        length *= 2
+    return boundaries
+
+
+def batch_dataset(
+    dataset: tf.data.Dataset,
+    tokenizer: CharTokenizer,
+    batch_size: int,
+    max_seq_length: int,
+    shuffle_seed: int | None = None,
+    static_shapes: bool = False,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """{"text", "tags"} elements -> (features, labels) batches, bucketed by length.
+
+    Args:
+        dataset: tf.data.Dataset. Elements {"text": string, "tags": int32 [chars]}, chars <= max_seq_length - 2.
+        tokenizer: CharTokenizer. The tokenizer the export will use.
+        batch_size: int. Examples per batch (per replica when input_context is given).
+        max_seq_length: int. Longest packed sequence, [CLS] and [SEP] included.
+        shuffle_seed: int or None. Shuffle with this seed (one fixed order; pass seed + epoch for a new order
+            each epoch, reproducibly), or keep file order if None.
+        static_shapes: bool. Pad every batch to its bucket boundary and drop incomplete batches (TPU).
+        input_context: tf.distribute.InputContext or None. Shard by input pipeline for multi-worker runs.
+
+    Returns:
+        Batches (features, labels): features {"token_ids", "segment_ids", "padding_mask"} of shape [B, T];
+        labels {"tags", "tag_mask"} of shape [B, T - 1].
+    """
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(100_000, seed=shuffle_seed, reshuffle_each_iteration=False)
+
+    def tokenize(element):
+        ids = tokenizer(element["text"])[: max_seq_length - 2]
+        return {"ids": ids, "tags": element["tags"][: max_seq_length - 2], "length": tf.shape(ids)[0]}
+
+    # Bucket k holds packed lengths up to boundaries[k]; the last bucket is max_seq_length itself.
+    boundaries = bucket_boundaries(max_seq_length) + [max_seq_length]
+    dataset = dataset.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.bucket_by_sequence_length(
+        element_length_func=lambda e: e["length"] + 2,
+        bucket_boundaries=[b + 1 for b in boundaries[:-1]],  # tf.data's boundaries are exclusive upper bounds
+        bucket_batch_sizes=[batch_size] * len(boundaries),
+        padded_shapes={"ids": [None], "tags": [None], "length": []},
+        padding_values={"ids": tokenizer.pad_id, "tags": 0, "length": 0},
+        drop_remainder=static_shapes,
+    )
+
+    def to_model_inputs(batch):
+        longest = tf.reduce_max(batch["length"]) + 2
+        if static_shapes:  # the bucket's own length, so each bucket has one shape and XLA compiles it once
+            length = tf.reduce_min(tf.boolean_mask(boundaries, tf.constant(boundaries) >= longest))
+        else:
+            length = longest
+        ids = tf.RaggedTensor.from_tensor(batch["ids"], lengths=batch["length"])
+        features = tokenizer.pack(ids, length)
+        tags = tf.RaggedTensor.from_tensor(batch["tags"], lengths=batch["length"])
+        labels = {
+            "tags": tags.to_tensor(default_value=0, shape=[tf.shape(batch["tags"])[0], length - 1]),
+            "tag_mask": tf.sequence_mask(batch["length"], length - 1),
+        }
+        return features, labels
+
+    return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+        tf.data.AUTOTUNE
+    )

@@ -1,0 +1,143 @@
+"""python -m tfner.export: write a run's best model as a versioned SavedModel for TensorFlow Serving.
+
+    python -m tfner.export --run runs/demo [--out export/ner]
+
+Writes export/<model_name>/<N>/ with N one above the highest version there: a SavedModel whose
+`serving_default` signature takes raw UTF-8 texts and returns entity spans (contract: export/README.md),
+plus assets/ (vocab.txt, labels.txt, tags.txt) and assets.extra/tf_serving_warmup_requests. The version is
+written to a temporary folder and renamed into place, so TF Serving (which polls the folder) never sees
+half of it.
+
+The SavedModel is written with keras.export.ExportArchive, tracking the Keras model and the tokenizer's
+lookup table: a Keras 3 model saved through a plain tf.Module fails TF Serving's TF1-style session load
+("Could not find variable"), while ExportArchive's output loads there (tests check both load paths).
+"""
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import uuid
+
+import keras
+import tensorflow as tf
+
+from tfner.config import load_config
+from tfner.inference import NerModule
+from tfner.labels import TagSet
+from tfner.model import build_tagger
+from tfner.tokenizer import CharTokenizer, read_vocabulary
+
+log = logging.getLogger(__name__)
+
+SIGNATURE = "serving_default"
+WARMUP_TEXTS = [
+    "张三在北京的清华大学读书。",
+    "",
+    "Apple公司的CEO库克访问了上海。",
+    "2023年，李明担任浙江省杭州市某科技有限公司董事长兼总经理，主持公司全面工作。" * 4,
+]
+
+
+def load_run(run_dir: str) -> NerModule:
+    """Rebuilds the NerModule of a run from its config, vocab, labels and best weights."""
+    config = load_config(os.path.join(run_dir, "config.yaml"))
+    with open(os.path.join(run_dir, "labels.txt"), encoding="utf-8") as f:
+        tag_set = TagSet(f.read().split())
+    vocabulary = read_vocabulary(os.path.join(run_dir, "vocab.txt"))
+    best = os.path.join(run_dir, "best", "model")
+    if not tf.io.gfile.exists(best + ".index"):
+        raise FileNotFoundError(f"{run_dir}: no best/ weights yet; train first (python -m tfner.train)")
+    scratch = config.model.__class__(**{**config.model.__dict__, "init": "scratch"})
+    if config.model.init != "scratch":  # same shape as the checkpoint it was fine-tuned from, weights from best/
+        from tfner import checkpoint
+
+        source = checkpoint.load_backbone(config.model.init, config.data.max_seq_length)
+        scratch.num_layers, scratch.hidden_dim = source.num_layers, source.hidden_dim
+        scratch.num_heads, scratch.intermediate_dim = source.num_heads, source.intermediate_dim
+    model = build_tagger(scratch, len(vocabulary), config.data.max_seq_length, tag_set)
+    tf.train.Checkpoint(model=model).read(best).assert_existing_objects_matched().expect_partial()
+    tokenizer = CharTokenizer(vocabulary, config.data.lowercase)
+    return NerModule(model, tokenizer, tag_set, config.data.max_seq_length, config.export.window_overlap)
+
+
+def next_version(base_dir: str) -> int:
+    if not tf.io.gfile.isdir(base_dir):
+        return 1
+    versions = [int(n.rstrip("/")) for n in tf.io.gfile.listdir(base_dir) if n.rstrip("/").isdigit()]
+    return max(versions, default=0) + 1
+
+
+def write_warmup(path: str, model_name: str, texts: list[str]) -> None:
+    """assets.extra/tf_serving_warmup_requests: one PredictionLog per text (TF Serving reads at most 1000)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for text in texts:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE)
+            )
+            request.inputs["text"].CopyFrom(tf.make_tensor_proto([text.encode("utf-8")], dtype=tf.string))
+            log_record = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log_record.SerializeToString())
+
+
+def export_module(module: NerModule, base_dir: str, model_name: str, version: int | None = None) -> str:
+    """Writes module as base_dir/<version>/ (next free version by default) and returns that path."""
+    version = version or next_version(base_dir)
+    final = os.path.join(base_dir, str(version))
+    if tf.io.gfile.exists(final):
+        raise FileExistsError(f"{final} exists; versions are never overwritten (omit --version for the next one)")
+    staging = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")  # not a number: TF Serving skips it
+    tf.io.gfile.makedirs(base_dir)
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(module.model)
+        archive.track(module.tokenizer.table)
+
+        def serve(text):
+            return module(text)
+
+        archive.add_endpoint(SIGNATURE, serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        archive.write_out(staging, verbose=False)
+        assets = os.path.join(staging, "assets")
+        tf.io.gfile.makedirs(assets)
+        for name, lines in (
+            ("vocab.txt", module.tokenizer.vocabulary),
+            ("labels.txt", module.tag_set.labels),
+            ("tags.txt", module.tag_set.tags),
+        ):
+            with tf.io.gfile.GFile(os.path.join(assets, name), "w") as f:
+                f.write("".join(f"{line}\n" for line in lines))
+        extra = os.path.join(staging, "assets.extra")
+        tf.io.gfile.makedirs(extra)
+        write_warmup(os.path.join(extra, "tf_serving_warmup_requests"), model_name, WARMUP_TEXTS)
+        tf.io.gfile.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("exported %s", final)
+    return final
+
+
+def export_run(run_dir: str, out: str | None = None) -> str:
+    """Exports a run's best model to `out` (default: the run's export.dir) as the next version."""
+    config = load_config(os.path.join(run_dir, "config.yaml"))
+    return export_module(load_run(run_dir), out or config.export_dir, config.export.model_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfner.export", description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, help="the run_dir of a training run")
+    parser.add_argument("--out", help="export base folder (default: the run's export.dir, export/<model_name>)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    print(export_run(args.run, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""NerModule: raw UTF-8 texts in, entity spans out, all in graph.
+
+This is the function the SavedModel serves (tfner.export), and the one training uses to score dev, so what is
+measured is what is shipped. Steps, for a batch of texts:
+
+1. Tokenize: one token per code point (tfner.tokenizer); invalid UTF-8 becomes U+FFFD.
+2. Window: a text of n characters is cut into windows of W = max_seq_length - 2 characters, starting every
+   S = W - overlap characters, the last one flush with the text end. With W = 126, overlap 32 (S = 94) and
+   n = 300: windows start at 0, 94, 174 (= 300 - 126). Every window of every text goes into one model batch.
+3. Tag each window: backbone -> emissions -> CRF Viterbi (or softmax argmax), with per-character confidence.
+4. Merge: consecutive windows k, k+1 share characters; character i takes window k's tag when
+   i < (start_k + W + start_{k+1}) / 2 (the middle of the overlap), else window k+1's: the window in which
+   it sits further from a window edge, so has more context.
+5. Spans: tags -> entities by the rule of tfner.labels (a continuation with no begin starts an entity),
+   vectorised. An entity's score is the lowest confidence among its characters.
+6. Pad every output to the batch's widest row (see export/README.md for the contract).
+"""
+
+import tensorflow as tf
+
+from tfner.labels import BEGIN, END, OUTSIDE, SINGLE, TagSet
+from tfner.model import NerTagger, character_mask
+from tfner.tokenizer import CharTokenizer
+
+
+class NerModule(tf.Module):
+    """Texts -> entities with the tagger, tokenizer and tag set of one model.
+
+    Args:
+        model: NerTagger. The trained tagger.
+        tokenizer: CharTokenizer. The tokenizer the model was trained with.
+        tag_set: TagSet. The model's tags.
+        max_seq_length: int. Tokens per window, [CLS] and [SEP] included.
+        window_overlap: int. Characters shared by consecutive windows.
+    """
+
+    def __init__(self, model: NerTagger, tokenizer: CharTokenizer, tag_set: TagSet, max_seq_length: int,
+                 window_overlap: int = 32):
+        super().__init__(name="ner_module")
+        self.model, self.tokenizer, self.tag_set = model, tokenizer, tag_set
+        self.max_seq_length = max_seq_length
+        self.window = max_seq_length - 2
+        if not 0 <= window_overlap < self.window:
+            raise ValueError(f"export.window_overlap must be in [0, {self.window}), got {window_overlap}")
+        self.stride = self.window - window_overlap
+        classes = tag_set.prefix_classes()
+        self._tag_names = tf.constant(tag_set.tags)
+        self._label_names = tf.constant(tag_set.labels)
+        self._type_ids = tf.constant(tag_set.type_ids(), tf.int32)
+        self._is_outside = tf.constant([c == OUTSIDE for c in classes])
+        self._opens = tf.constant([c in (BEGIN, SINGLE) for c in classes])  # always starts an entity
+        self._closes = tf.constant([c in (END, SINGLE) for c in classes])  # always ends one
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def __call__(self, texts):
+        """[B] UTF-8 strings -> dict of the serving outputs (see export/README.md)."""
+        code_points = self.tokenizer.code_points(texts)
+        ids = code_points.with_flat_values(self.tokenizer.table.lookup(code_points.flat_values))
+        tags, confidence = self.tag(ids)
+        return self.entities(code_points, tags, confidence)
+
+    def tag(self, ids: tf.RaggedTensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+        """[B, (n)] token ids -> per-character tag ids and confidences, ragged like ids (steps 2-4)."""
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        # Window starts per text: 0, S, 2S, ... and a last one flush with the end (step 2).
+        num_windows = tf.maximum(1, 1 + (tf.maximum(lengths - self.window, 0) + self.stride - 1) // self.stride)
+        k = tf.ragged.range(num_windows)
+        starts = tf.minimum(k * self.stride, tf.maximum(lengths - self.window, 0)[:, None])  # [B, (K)]
+        window_ids = tf.ragged.range(starts.flat_values, starts.flat_values + self.window)  # [W_total, (W)]
+        text_of_window = tf.cast(starts.value_rowids(), tf.int32)
+        row_offsets = tf.cast(ids.row_starts(), tf.int32)
+        flat_lengths = tf.gather(lengths, text_of_window)
+        positions = tf.ragged.boolean_mask(window_ids, window_ids < flat_lengths[:, None])  # last windows of short texts
+        window_tokens = tf.gather(ids.flat_values, positions + tf.gather(row_offsets, text_of_window)[:, None])
+        longest = tf.reduce_max(tf.concat([[0], tf.cast(window_tokens.row_lengths(), tf.int32)], axis=0))
+        features = self.tokenizer.pack(window_tokens, longest + 2)
+        emissions = self.model(features, training=False)
+        window_tags, window_confidence = self.model.decode(emissions, character_mask(features["padding_mask"]))
+
+        # Step 4: for each character, the window it takes its tag from.
+        next_starts = tf.concat([starts[:, 1:], tf.fill([starts.nrows(), 1], 2**30)], axis=1)
+        boundaries = (starts + self.window + next_starts) // 2  # first character that belongs to window k + 1
+        char_positions = tf.ragged.range(lengths)
+        chosen = tf.searchsorted(
+            boundaries.to_tensor(default_value=2**30), char_positions.to_tensor(default_value=2**30), side="right"
+        )
+        chosen = tf.RaggedTensor.from_tensor(chosen, lengths=lengths)
+        first_window = tf.cast(starts.row_starts(), tf.int32)
+        flat_window = tf.gather(first_window, chosen.value_rowids()) + chosen.flat_values
+        offset_in_window = char_positions.flat_values - tf.gather(starts.flat_values, flat_window)
+        index = tf.stack([flat_window, offset_in_window], axis=1)
+        tags = ids.with_flat_values(tf.gather_nd(window_tags, index))
+        confidence = ids.with_flat_values(tf.gather_nd(window_confidence, index))
+        return tags, confidence
+
+    def entities(self, code_points: tf.RaggedTensor, tags: tf.RaggedTensor, confidence: tf.RaggedTensor) -> dict:
+        """Per-character tags -> the padded serving outputs (steps 5-6)."""
+        batch = tags.nrows(out_type=tf.int32)
+        flat = tags.flat_values
+        outside = tf.gather(self._is_outside, flat)
+        types = tf.gather(self._type_ids, flat)
+        row_start = tf.cast(tags.row_starts(), tf.int32)
+        row_limit = tf.cast(tags.row_limits(), tf.int32)
+        position = tf.range(tf.size(flat))
+        rows = tf.cast(tags.value_rowids(), tf.int32)
+        is_first = tf.equal(position, tf.gather(row_start, rows))
+        is_last = tf.equal(position + 1, tf.gather(row_limit, rows))
+        previous = tf.concat([[0], flat[:-1]], axis=0)
+        following = tf.concat([flat[1:], [0]], axis=0)
+        previous_closed = tf.gather(self._is_outside, previous) | tf.gather(self._closes, previous)
+        starts = ~outside & (
+            tf.gather(self._opens, flat) | is_first | previous_closed | tf.not_equal(tf.gather(self._type_ids, previous), types)
+        )
+        next_starts = tf.concat([starts[1:], [True]], axis=0)
+        next_outside = tf.concat([outside[1:], [True]], axis=0)
+        ends = ~outside & (tf.gather(self._closes, flat) | is_last | next_starts | next_outside)
+        # Starts and ends pair up in order (each entity is one start, then one end); see tfner.labels.
+        start_index = tf.cast(tf.where(starts)[:, 0], tf.int32)
+        end_index = tf.cast(tf.where(ends)[:, 0], tf.int32) + 1
+        entity_row = tf.gather(rows, start_index)
+        entity_start = start_index - tf.gather(row_start, entity_row)
+        entity_end = end_index - tf.gather(row_start, entity_row)
+        label = tf.gather(self._label_names, tf.gather(types, start_index))
+        span_chars = tf.ragged.range(start_index, end_index)
+        text = tf.strings.unicode_encode(
+            span_chars.with_flat_values(tf.gather(code_points.flat_values, span_chars.flat_values)), "UTF-8"
+        )
+        score = tf.reduce_min(
+            span_chars.with_flat_values(tf.gather(confidence.flat_values, span_chars.flat_values)), axis=1
+        )
+
+        def pad(values, default):
+            return tf.RaggedTensor.from_value_rowids(values, entity_row, nrows=batch).to_tensor(default)
+
+        return {
+            "num_entities": tf.math.bincount(entity_row, minlength=batch, maxlength=batch, dtype=tf.int32),
+            "entity_labels": pad(label, ""),
+            "entity_starts": pad(entity_start, -1),
+            "entity_ends": pad(entity_end, -1),
+            "entity_texts": pad(text, ""),
+            "entity_scores": pad(score, 0.0),
+            "tags": tags.with_flat_values(tf.gather(self._tag_names, flat)).to_tensor(""),
+        }

@@ -1,0 +1,390 @@
+"""python -m tfner.train: fine-tune (or train from scratch) a tagger, score it, export it.
+
+    python -m tfner.train                                   # the built-in demo (tfner.demo)
+    python -m tfner.train --config configs/resume_ner.yaml --set train.epochs=5
+
+Everything of a run lives in `run_dir`: config.yaml (resolved), vocab.txt, labels.txt, checkpoints/ (model,
+optimizers, step), best/ (the best-on-dev weights), logs/ (TensorBoard), metrics.json. Re-running the same
+command after a crash resumes from the last checkpoint: the step fixes the epoch and the position in it,
+every epoch's order comes from seed + epoch, and dropout's random state is checkpointed, so the resumed run
+ends where an uninterrupted one would.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from tfner import data, demo, metrics
+from tfner import checkpoint as checkpoint_lib
+from tfner.config import Config, load_config, save_config
+from tfner.distribute import make_strategy
+from tfner.evaluate import evaluate_saved_model
+from tfner.inference import NerModule
+from tfner.labels import TagSet
+from tfner.model import NerTagger, build_tagger, character_mask
+from tfner.optimization import make_optimizers
+from tfner.tokenizer import CharTokenizer, build_vocabulary, read_vocabulary, write_vocabulary
+
+log = logging.getLogger("tfner.train")
+
+
+@dataclasses.dataclass
+class Corpus:
+    """A run's data, read once: training examples (or TFRecord patterns), dev and test examples, tags, vocab."""
+
+    train: list[data.Example]
+    dev: list[data.Example]
+    test: list[data.Example]
+    tag_set: TagSet
+    vocabulary: list[str]
+    train_records: list[str] = dataclasses.field(default_factory=list)  # TFRecord shards, streamed
+
+
+def load_corpus(config: Config) -> Corpus:
+    """Reads the configured data and fixes the tag set and vocabulary of the run."""
+    if not config.data.train:
+        raise ValueError("data.train is empty: name the training file(s) in the config or with --set data.train=PATH")
+    d = config.data
+    records = config.data.train if d.format == "tfrecord" else []
+    train = data.read_tfrecords(records) if records else data.read_examples(d.train, d.format, d.scheme)
+    dev = data.read_examples(d.dev, d.format, d.scheme) if d.dev else []
+    test = data.read_examples(d.test, d.format, d.scheme) if d.test else []
+    tag_set = TagSet(data.entity_types(train))
+    unseen = sorted(set(data.entity_types(dev + test)) - set(tag_set.labels))
+    if unseen:
+        log.warning("dev/test have entity types that training never shows: %s (they count as misses)", unseen)
+    if d.vocab:
+        vocabulary = read_vocabulary(d.vocab)
+    elif config.model.init != "scratch":
+        vocabulary = read_vocabulary(checkpoint_lib.vocabulary_path(config.model.init))
+    else:
+        vocabulary = build_vocabulary((e.text for e in train), d.lowercase)
+    return Corpus(train, dev, test, tag_set, vocabulary, records)
+
+
+def random_states(model: keras.Model) -> dict:
+    """The state of every Keras SeedGenerator in the model (dropout's randomness), for the checkpoint.
+
+    Keras does not track these in tf.train.Checkpoint, and without them a resumed run would draw other
+    dropout masks than an uninterrupted one.
+    """
+    states = {}
+    for layer in model._flatten_layers(include_self=True):  # Keras has no public walk of nested layers
+        for i, generator in enumerate(getattr(layer, "_seed_generators", [])):
+            states[f"{layer.path}/{i}"] = generator.state
+    return states
+
+
+class Trainer:
+    """One run: the model, optimizers and checkpoints under a strategy, and the loop over epochs."""
+
+    def __init__(self, config: Config, corpus: Corpus, strategy: tf.distribute.Strategy):
+        self.config, self.corpus, self.strategy = config, corpus, strategy
+        t = config.train
+        self.max_seq_length = config.data.max_seq_length
+        self.global_batch = t.batch_size
+        if self.global_batch % strategy.num_replicas_in_sync:
+            raise ValueError(
+                f"train.batch_size {t.batch_size} must divide evenly over {strategy.num_replicas_in_sync} replicas"
+            )
+        self.static_shapes = t.static_shapes or isinstance(strategy, tf.distribute.TPUStrategy)
+        self.tokenizer = CharTokenizer(corpus.vocabulary, config.data.lowercase)
+        num_train = len(corpus.train)
+        # Every worker runs the same number of steps (multi-worker all-reduces would hang otherwise), so an
+        # epoch is a fixed count of global batches over a repeated, per-epoch-shuffled stream.
+        self.steps_per_epoch = max(1, math.ceil(num_train / self.global_batch))
+        self.total_steps = self.steps_per_epoch * t.epochs
+        if t.max_steps:
+            self.total_steps = min(self.total_steps, t.max_steps)
+        with strategy.scope():
+            self.model = build_tagger(config.model, len(corpus.vocabulary), self.max_seq_length, corpus.tag_set)
+            self.backbone_optimizer, self.head_optimizer = make_optimizers(t, self.total_steps)
+            head_ids = {id(v) for v in self.model.head_variables()}
+            self.head_vars = [v for v in self.model.trainable_variables if id(v) in head_ids]
+            self.backbone_vars = [v for v in self.model.trainable_variables if id(v) not in head_ids]
+            # Built now, not at the first step, so a restore fills the slots instead of deferring them.
+            self.backbone_optimizer.build(self.backbone_vars)
+            self.head_optimizer.build(self.head_vars)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.best_f1 = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_dev_f1")
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model,
+            backbone_optimizer=self.backbone_optimizer,
+            head_optimizer=self.head_optimizer,
+            step=self.step,
+            best_dev_f1=self.best_f1,
+            random=random_states(self.model),
+        )
+        self.is_chief = _is_chief(strategy)
+        checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
+        if not self.is_chief:  # other workers write too (collective save), but to a scratch folder
+            checkpoint_dir = os.path.join(config.run_dir, f".worker-{strategy.cluster_resolver.task_id}")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=t.keep_checkpoints)
+        self.inference = NerModule(
+            self.model, self.tokenizer, corpus.tag_set, self.max_seq_length, config.export.window_overlap
+        )
+        self._train_step = None
+
+    # ---- data ----------------------------------------------------------------------------------------------
+    def epoch_dataset(self, epoch: int, skip: int) -> tf.distribute.DistributedDataset:
+        source = (
+            data.tfrecord_dataset(self.corpus.train_records)
+            if self.corpus.train_records
+            else data.examples_dataset(data.split_long(self.corpus.train, self.max_seq_length - 2), self.corpus.tag_set)
+        )
+        seed = self.config.train.seed + epoch
+
+        def dataset_fn(context: tf.distribute.InputContext):
+            batches = data.batch_dataset(
+                source.repeat(),
+                self.tokenizer,
+                context.get_per_replica_batch_size(self.global_batch),
+                self.max_seq_length,
+                shuffle_seed=seed,
+                static_shapes=self.static_shapes,
+                input_context=context,
+            )
+            return batches.skip(skip)
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    # ---- one step -------------------------------------------------------------------------------------------
+    def make_train_step(self):
+        model, global_batch = self.model, self.global_batch
+        clip = self.config.train.clip_norm
+
+        def replica_step(features, labels):
+            with tf.GradientTape(persistent=True) as tape:
+                emissions = model(features, training=True)
+                per_example = model.example_loss(emissions, labels["tags"], labels["tag_mask"])
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                # Both optimizers scale the loss themselves under mixed_float16 (a no-op otherwise).
+                backbone_loss = self.backbone_optimizer.scale_loss(loss)
+                head_loss = self.head_optimizer.scale_loss(loss)
+            for optimizer, target, variables in (
+                (self.backbone_optimizer, backbone_loss, self.backbone_vars),
+                (self.head_optimizer, head_loss, self.head_vars),
+            ):
+                gradients = tape.gradient(target, variables)
+                if clip:
+                    gradients, _ = tf.clip_by_global_norm(gradients, clip)
+                optimizer.apply_gradients(zip(gradients, variables))
+            del tape
+            tokens = tf.reduce_sum(tf.cast(labels["tag_mask"], tf.int32))
+            return loss, tokens
+
+        @tf.function
+        def train_step(iterator):
+            features, labels = next(iterator)
+            loss, tokens = self.strategy.run(replica_step, args=(features, labels))
+            sum_ = tf.distribute.ReduceOp.SUM
+            return self.strategy.reduce(sum_, loss, axis=None), self.strategy.reduce(sum_, tokens, axis=None)
+
+        return train_step
+
+    # ---- evaluation -----------------------------------------------------------------------------------------
+    def predict(self, texts: list[str], batch_size: int = 64) -> list[list[data.Span]]:
+        """Spans for texts through NerModule, the function the export serves."""
+        predictions = []
+        for i in range(0, len(texts), batch_size):
+            out = self.inference(tf.constant(texts[i : i + batch_size]))
+            predictions.extend(spans_from_outputs(out))
+        return predictions
+
+    def evaluate(self, examples: list[data.Example]) -> dict:
+        texts = [e.text for e in examples]
+        return metrics.score(texts, [e.spans for e in examples], self.predict(texts))
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        config, t = self.config, self.config.train
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            log.info("resumed from %s at step %d", self.manager.latest_checkpoint, int(self.step))
+        writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "logs")) if self.is_chief else None
+        train_step = self.make_train_step()
+        history, started, tokens_seen = [], time.time(), 0
+        while int(self.step) < self.total_steps:
+            epoch, position = divmod(int(self.step), self.steps_per_epoch)
+            steps_this_epoch = min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch) - position
+            iterator = iter(self.epoch_dataset(epoch, position))
+            bar = keras.utils.Progbar(
+                steps_this_epoch, stateful_metrics=["loss", "tokens/s"], verbose=1 if self.is_chief else 0
+            )
+            print(f"epoch {epoch + 1}/{t.epochs}" + (f" (resuming at step {position})" if position else ""))
+            epoch_start, epoch_tokens = time.time(), 0
+            for _ in range(steps_this_epoch):
+                loss, tokens = train_step(iterator)
+                self.step.assign_add(1)
+                epoch_tokens += int(tokens)
+                step = int(self.step)
+                rate = epoch_tokens / max(time.time() - epoch_start, 1e-9)
+                bar.add(1, [("loss", float(loss)), ("tokens/s", rate)])
+                if writer:
+                    with writer.as_default(step=step):
+                        scalar_summary("loss", loss, step)
+                        scalar_summary("learning_rate/backbone", self.backbone_optimizer.learning_rate, step)
+                        scalar_summary("learning_rate/head", self.head_optimizer.learning_rate, step)
+                if step % t.checkpoint_every_steps == 0 and step % self.steps_per_epoch:
+                    self.manager.save(checkpoint_number=step)
+            tokens_seen += epoch_tokens
+            record = {"epoch": epoch + 1, "step": int(self.step)}
+            if self.corpus.dev:
+                dev = self.evaluate(self.corpus.dev)
+                record.update({f"dev_{k}": dev[k] for k in ("precision", "recall", "f1")})
+                print(f"  dev: P {dev['precision']:.4f}  R {dev['recall']:.4f}  F1 {dev['f1']:.4f}")
+                if writer:
+                    with writer.as_default(step=int(self.step)):
+                        for k in ("precision", "recall", "f1"):
+                            scalar_summary(f"dev/{k}", dev[k], int(self.step))
+                if dev["f1"] > float(self.best_f1):
+                    self.best_f1.assign(dev["f1"])
+                    self.save_best()
+            else:  # no dev set: the last epoch is the best we know
+                self.save_best()
+            history.append(record)
+            self.manager.save(checkpoint_number=int(self.step))
+        if not tf.io.gfile.exists(os.path.join(config.run_dir, "best")):
+            self.save_best()  # a run resumed after its last step still leaves a best/
+        elapsed = time.time() - started
+        return {
+            "history": history,
+            "best_dev_f1": float(self.best_f1) if self.corpus.dev else None,
+            "train_seconds": elapsed,
+            "train_tokens_per_second": tokens_seen / elapsed if elapsed and tokens_seen else None,
+            "steps": int(self.step),
+        }
+
+    def save_best(self) -> None:
+        """Writes the model weights to run_dir/best, through a temporary folder renamed into place."""
+        if not self.is_chief:
+            return
+        final = os.path.join(self.config.run_dir, "best")
+        staging = final + ".tmp"
+        if tf.io.gfile.exists(staging):
+            tf.io.gfile.rmtree(staging)
+        tf.train.Checkpoint(model=self.model).write(os.path.join(staging, "model"))
+        if tf.io.gfile.exists(final):
+            tf.io.gfile.rmtree(final)
+        tf.io.gfile.rename(staging, final)
+
+
+_SCALAR_METADATA = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+
+def scalar_summary(name: str, value, step: int) -> None:
+    """A TensorBoard scalar through the core summary op (TF 2.21 no longer ships the tensorboard package)."""
+    tf.summary.write(name, tf.cast(value, tf.float32), step=step, metadata=_SCALAR_METADATA)
+
+
+def spans_from_outputs(outputs: dict) -> list[list[data.Span]]:
+    """Serving outputs (tensors or arrays) -> one span list per text."""
+    counts = np.asarray(outputs["num_entities"])
+    labels, starts, ends = (np.asarray(outputs[k]) for k in ("entity_labels", "entity_starts", "entity_ends"))
+    return [
+        [data.Span(int(starts[r, i]), int(ends[r, i]), labels[r, i].decode("utf-8")) for i in range(counts[r])]
+        for r in range(len(counts))
+    ]
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0
+                                                     and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def prepare_run_dir(config: Config, corpus: Corpus) -> None:
+    """Writes config.yaml, vocab.txt and labels.txt; a run_dir of another experiment is refused."""
+    os.makedirs(config.run_dir, exist_ok=True)
+    labels_path = os.path.join(config.run_dir, "labels.txt")
+    if os.path.exists(labels_path):
+        with open(labels_path, encoding="utf-8") as f:
+            previous = f.read().split()
+        if previous != corpus.tag_set.labels:
+            raise ValueError(
+                f"{config.run_dir} holds a run with entity types {previous}, not {corpus.tag_set.labels}; "
+                "choose a new run_dir (or delete the old one) to start afresh"
+            )
+    save_config(config, os.path.join(config.run_dir, "config.yaml"))
+    write_vocabulary(corpus.vocabulary, os.path.join(config.run_dir, "vocab.txt"))
+    with open(labels_path, "w", encoding="utf-8") as f:
+        f.write("".join(f"{label}\n" for label in corpus.tag_set.labels))
+
+
+def train(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
+    """Trains, scores dev each epoch and test at the end, exports the best model; returns the summary."""
+    from tfner import export as export_lib  # export imports train's helpers; imported here to keep one direction
+
+    keras.utils.set_random_seed(config.train.seed)
+    if config.train.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(config.train.mixed_precision)
+    strategy = strategy or make_strategy(config.train.distribute, config.train.tpu)
+    corpus = load_corpus(config)
+    trainer = Trainer(config, corpus, strategy)
+    if trainer.is_chief:
+        prepare_run_dir(config, corpus)
+    summary = trainer.fit()
+    summary["num_replicas"] = strategy.num_replicas_in_sync
+    if trainer.is_chief:
+        if config.export.enabled:
+            summary["export"] = export_lib.export_run(config.run_dir, config.export_dir)
+            if corpus.test:
+                summary["test"] = evaluate_saved_model(summary["export"], corpus.test)
+        elif corpus.test:
+            summary["test"] = trainer.evaluate(corpus.test)
+        with open(os.path.join(config.run_dir, "metrics.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2, ensure_ascii=False)
+    else:
+        shutil.rmtree(os.path.dirname(trainer.manager.directory + "/"), ignore_errors=True)
+    return summary
+
+
+def print_summary(summary: dict, config: Config) -> None:
+    print("\n== summary ==")
+    if summary.get("best_dev_f1") is not None:
+        print(f"best dev F1      {summary['best_dev_f1']:.4f}")
+    if "test" in summary:
+        print(f"test F1          {summary['test']['f1']:.4f}  (P {summary['test']['precision']:.4f}, "
+              f"R {summary['test']['recall']:.4f})")
+        print(metrics.format_table(summary["test"]))
+    if summary.get("train_tokens_per_second"):
+        print(f"train time       {summary['train_seconds']:.1f} s, {summary['train_tokens_per_second']:.0f} tokens/s")
+    print(f"run dir          {config.run_dir}")
+    if "export" in summary:
+        print(f"export           {summary['export']}")
+        print(f"query it:        python -m tfner.predict --model {summary['export']} \"张三在北京的清华大学读书。\"")
+        print(f"serve it:        python -m tfner.serve --port 8500 --model_name {config.export.model_name} "
+              f"--model_base_path {os.path.abspath(os.path.dirname(summary['export']))}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfner.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="YAML experiment file; omit it to run the built-in demo")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set train.epochs=3 (repeatable)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.config:
+        config = load_config(args.config, args.set)
+    else:
+        config = demo.demo_config(args.set)
+    summary = train(config)
+    print_summary(summary, config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
