@@ -1,0 +1,46 @@
+import pytest
+
+from tfner.config import ConfigError, load_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "x.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_defaults_then_file_then_overrides(tmp_path):
+    path = write(tmp_path, "train:\n  epochs: 7\n  learning_rate: 5e-5\ndata:\n  train: a.txt\n")
+    config = load_config(path, ["train.epochs=9", "data.dev=b.txt,c.txt", "model.head=softmax"])
+    assert config.train.epochs == 9
+    assert config.train.learning_rate == 5e-5  # YAML reads 5e-5 as a string; it is coerced
+    assert config.data.train == ["a.txt"] and config.data.dev == ["b.txt", "c.txt"]
+    assert config.model.head == "softmax"
+    assert config.train.batch_size == 32  # untouched default
+    assert config.export_dir == "export/ner"
+
+
+@pytest.mark.parametrize(
+    "text, overrides, message",
+    [
+        ("train:\n  epoch: 3\n", [], "unknown key 'train.epoch'"),
+        ("train:\n  epochs: three\n", [], "'train.epochs' must be an integer"),
+        ("model:\n  head: lstm\n", [], "'model.head' must be one of crf, softmax"),
+        ("train: 3\n", [], "'train' is a section"),
+        ("- a\n", [], "top level must be a mapping"),
+        ("", ["train.epochs"], "expected key=value"),
+        ("", ["train.nope=1"], "unknown key 'train.nope'"),
+        ("", ["data.lowercase=maybe"], "'data.lowercase' must be true or false"),
+    ],
+)
+def test_bad_config_names_key_and_source(tmp_path, text, overrides, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, overrides)
+    assert message in str(error.value)
+    assert (path if not overrides else "--set") in str(error.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file .*nope.yaml"):
+        load_config(str(tmp_path / "nope.yaml"))

@@ -1,0 +1,165 @@
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tiny import SHARED_DATA
+
+from tfner import data
+from tfner.labels import Span, TagSet
+from tfner.tokenizer import CharTokenizer, build_vocabulary
+
+
+def write(tmp_path, name, content, encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(content.encode(encoding) if isinstance(content, str) else content)
+    return str(path)
+
+
+def test_conll_space_and_tab_separated(tmp_path):
+    path = write(tmp_path, "a.bio", "张 B-PER\n三 I-PER\n在\tO\n\n北 B-LOC\n京 I-LOC\n")
+    assert data.read_examples(path) == [
+        data.Example("张三在", (Span(0, 2, "PER"),)),
+        data.Example("北京", (Span(0, 2, "LOC"),)),
+    ]
+
+
+def test_conll_ill_formed_tags_are_repaired_and_counted(tmp_path, caplog):
+    path = write(tmp_path, "a.bmes", "深 M-ORG\n圳 E-ORG\n人 O\n")
+    with caplog.at_level(logging.WARNING):
+        examples = data.read_examples(path)
+    assert examples[0].spans == (Span(0, 2, "ORG"),)
+    assert "1 sentence(s) have a continuation tag with no begin (line 1)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("a.bio", "张 B-PER\n三三 I-PER\n", "a.bio:2: expected one character"),
+        ("a.bio", "张 B-PER\n三 X-PER\n", "a.bio:2: unknown tag 'X-PER'"),
+        ("a.bio", "张B-PER\n", "a.bio:1: expected one character"),
+        ("a.bio", "\n\n", "a.bio: the file is empty"),
+        ("a.json", '{"text": "北京", "label": {"LOC": {"北京": [[0, 2]]}}}\n', "a.json:1: entity 'LOC' [0, 3) is outside"),
+        ("a.json", '{"text": "北京", "label": {"LOC": {"上海": [[0, 1]]}}}\n', "reads '北京', not '上海'"),
+        ("a.json", '{"text": "x"}\n{"text": \n', "a.json:2: not a JSON object"),
+        ("a.jsonl", '{"text": "北京", "entities": [{"start": 0, "label": "LOC"}]}\n', "a.jsonl:1: each entity needs"),
+        ("a.jsonl", '{"txt": "北京"}\n', "a.jsonl:1: expected an object with a string field 'text'"),
+    ],
+)
+def test_bad_input_names_file_line_and_problem(tmp_path, name, content, message):
+    path = write(tmp_path, name, content)
+    with pytest.raises(data.DataError) as error:
+        data.read_examples(path)
+    assert message in str(error.value)
+
+
+def test_wrong_encoding_names_the_line(tmp_path):
+    path = write(tmp_path, "gbk.bio", "张 B-PER\n三 I-PER\n", encoding="gbk")
+    with pytest.raises(data.DataError, match=r"gbk.bio:1: not UTF-8 .*iconv -f GBK"):
+        data.read_examples(path)
+
+
+def test_missing_file_or_glob(tmp_path):
+    with pytest.raises(data.DataError, match="no such file"):
+        data.read_examples(str(tmp_path / "*.bio"))
+
+
+def test_jsonl_round_trip_and_cluener_inclusive_ends(tmp_path):
+    cluener = write(tmp_path, "c.json", '{"text": "去北京天安门", "label": {"scene": {"天安门": [[3, 5]]}, "address": {"北京": [[1, 2]]}}}\n')
+    examples = data.read_examples(cluener)
+    assert examples[0].spans == (Span(1, 3, "address"), Span(3, 6, "scene"))
+    out = str(tmp_path / "out.jsonl")
+    data.write_jsonl(examples, out)
+    assert data.read_examples(out) == examples
+
+
+@pytest.mark.parametrize(
+    "folder, split, sentences, chars, entities",
+    [
+        # SOURCE.txt: 13,438 entities (B + S) and 2 ill-formed continuations, which the rule reads as 2 more.
+        ("resume_ner", "train.char.bmes", 3821, 124099, 13438 + 2),
+        ("resume_ner", "dev.char.bmes", 463, 13890, 1497),
+        ("resume_ner", "test.char.bmes", 477, 15100, 1630),
+        ("cluener2020", "train.json", 10748, 401764, 23971),
+        ("cluener2020", "dev.json", 1343, 50260, 3072),
+        ("cluener2020", "test.json", 1345, 50972, 0),
+    ],
+)
+def test_real_corpora_read_completely(folder, split, sentences, chars, entities):
+    path = os.path.join(SHARED_DATA, folder, split)
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not present (set TFNER_DATA)")
+    examples = data.read_examples(path)
+    assert len(examples) == sentences
+    assert sum(len(e.text) for e in examples) == chars
+    assert sum(len(e.spans) for e in examples) == entities
+
+
+def test_cluener_overlap_is_dropped_with_a_warning(caplog):
+    path = os.path.join(SHARED_DATA, "cluener2020", "train.json")
+    if not os.path.exists(path):
+        pytest.skip("CLUENER not present")
+    examples = data.read_examples(path)
+    with caplog.at_level(logging.WARNING):
+        data.encode_examples(examples, TagSet(data.entity_types(examples)))
+    # SOURCE.txt's one overlapping pair is a book title holding two company names: both companies go.
+    assert "2 overlapping span(s) dropped" in caplog.text
+
+
+def test_split_long_never_cuts_an_entity():
+    example = data.Example("0123456789", (Span(3, 6, "X"), Span(8, 10, "Y")))
+    pieces = data.split_long([example], 5)
+    assert [p.text for p in pieces] == ["012", "34567", "89"]
+    assert [p.spans for p in pieces] == [(), (Span(0, 3, "X"),), (Span(0, 2, "Y"),)]
+
+
+EXAMPLES = [
+    data.Example("张三在北京", (Span(0, 2, "PER"), Span(3, 5, "LOC"))),
+    data.Example("李四", (Span(0, 2, "PER"),)),
+    data.Example("上海很大" * 5, (Span(0, 2, "LOC"),)),
+]
+
+
+def _tools():
+    tag_set = TagSet(["LOC", "PER"])
+    return tag_set, CharTokenizer(build_vocabulary(e.text for e in EXAMPLES))
+
+
+def test_batches_align_tags_with_characters():
+    tag_set, tokenizer = _tools()
+    batches = list(data.batch_dataset(data.examples_dataset(EXAMPLES, tag_set), tokenizer, 8, 32))
+    assert len(batches) == 2  # lengths 7 and 4 share the 16-token bucket; the 22-token text has its own
+    features, labels = batches[0]
+    tokens = features["token_ids"].numpy()
+    assert tokens.shape == (2, 7) and labels["tags"].shape == (2, 6)
+    first = [tokenizer.vocabulary[i] for i in tokens[0]]
+    assert first == ["[CLS]", "张", "三", "在", "北", "京", "[SEP]"]
+    assert [tag_set.tags[i] for i in labels["tags"][0].numpy()[:5]] == ["B-PER", "E-PER", "O", "B-LOC", "E-LOC"]
+    np.testing.assert_array_equal(labels["tag_mask"].numpy()[1], [1, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(features["padding_mask"].numpy()[1], [1, 1, 1, 1, 0, 0, 0])
+
+
+def test_static_shapes_pad_to_bucket_and_drop_remainder():
+    tag_set, tokenizer = _tools()
+    dataset = data.batch_dataset(data.examples_dataset(EXAMPLES * 2, tag_set), tokenizer, 2, 64, static_shapes=True)
+    shapes = sorted(f["token_ids"].shape[1] for f, _ in dataset)
+    assert shapes == [16, 16, 32]
+
+
+def test_input_context_shards():
+    tag_set, tokenizer = _tools()
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2)
+    dataset = data.batch_dataset(data.examples_dataset(EXAMPLES, tag_set), tokenizer, 8, 32, input_context=context)
+    texts = ["".join(tokenizer.vocabulary[i] for i in row[1:-1] if i) for f, _ in dataset for row in f["token_ids"].numpy()]
+    assert texts == ["李四"]
+
+
+def test_tfrecord_round_trip(tmp_path):
+    tag_set, _ = _tools()
+    paths = data.write_tfrecords(EXAMPLES, tag_set, str(tmp_path / "train"), num_shards=2)
+    assert [os.path.basename(p) for p in paths] == ["train.tfrecord-00000-of-00002", "train.tfrecord-00001-of-00002"]
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    back = data.read_tfrecords([str(tmp_path / "train.tfrecord-*")])
+    assert sorted(back, key=lambda e: e.text) == sorted(EXAMPLES, key=lambda e: e.text)

@@ -1,0 +1,185 @@
+"""The export contract (export/README.md): TF Serving's load path, core ops only, exact offsets, long texts."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tiny import run_python
+
+from tfner import export as export_lib
+from tfner.predict import SavedModelPredictor, entities_from_outputs
+
+OUTPUT_DTYPES = {
+    "num_entities": tf.int32,
+    "entity_labels": tf.string,
+    "entity_starts": tf.int32,
+    "entity_ends": tf.int32,
+    "entity_texts": tf.string,
+    "entity_scores": tf.float32,
+    "tags": tf.string,
+}
+
+TEXTS = [
+    "王伟毕业于杭州科技有限公司，现居北京。",
+    "",
+    "李娜在 Apple 公司工作😀，住在上海。",
+    "e\u0301王芳\t去了深圳 ",
+    "ＡＢＣ银行与张强签署了协议。",
+    "下周赵敏要去广州出差，住在长城研究院附近。" * 3,  # longer than one 30-character window
+]
+ENCODED = [t.encode("utf-8") for t in TEXTS] + [b"bad\xff\xfeutf8"]  # invalid UTF-8 must not fail the batch
+
+
+@pytest.fixture(scope="module")
+def module(tiny_run):
+    return export_lib.load_run(tiny_run["run_dir"])
+
+
+def test_signature_is_the_contract(tiny_run):
+    loaded = tf.saved_model.load(tiny_run["export"])
+    signature = loaded.signatures["serving_default"]
+    inputs = signature.structured_input_signature[1]
+    assert list(inputs) == ["text"] and inputs["text"].dtype == tf.string and inputs["text"].shape.as_list() == [None]
+    outputs = signature.structured_outputs
+    assert {k: v.dtype for k, v in outputs.items()} == OUTPUT_DTYPES
+    assert outputs["num_entities"].shape.as_list() == [None]
+    assert all(v.shape.rank == 2 for k, v in outputs.items() if k != "num_entities")
+
+
+def test_session_path_in_a_fresh_process_equals_in_process_model(tiny_run, module):
+    """TF Serving's loader is a TF1 session load: run exactly that, importing nothing but tensorflow."""
+    code = f"""
+import json, sys
+import tensorflow as tf
+texts = {ENCODED!r}
+assert not {{"tfner", "keras_hub", "tensorflow_text"}} & set(sys.modules)
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], {tiny_run["export"]!r})
+    signature = meta.signature_def["serving_default"]
+    assert signature.method_name == "tensorflow/serving/predict", signature.method_name
+    fetches = {{k: v.name for k, v in signature.outputs.items()}}
+    out = session.run(fetches, {{signature.inputs["text"].name: texts}})
+print(json.dumps({{k: (v.tolist() if v.dtype != object else [[x.decode("utf-8", "replace") for x in row] if v.ndim == 2 else row for row in v]) for k, v in out.items()}}))
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    texts = ENCODED
+    expected = {k: v.numpy() for k, v in module(tf.constant(texts)).items()}
+    for key, value in expected.items():
+        if value.dtype == object:
+            value = [[x.decode("utf-8", "replace") for x in row] for row in value]
+            assert served[key] == value, key
+        else:
+            np.testing.assert_allclose(served[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert len(served["tags"][-1]) >= 9  # invalid bytes became replacement characters, and got tags
+
+
+def test_graph_holds_only_core_tensorflow_ops(tiny_run):
+    """Every op of the graph and its function library is registered by bare TensorFlow (no tf-text)."""
+    code = f"""
+import sys
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+proto = saved_model_pb2.SavedModel()
+proto.ParseFromString(open({os.path.join(tiny_run["export"], "saved_model.pb")!r}, "rb").read())
+graph = proto.meta_graphs[0].graph_def
+ops = {{n.op for n in graph.node}} | {{n.op for f in graph.library.function for n in f.node_def}}
+functions = {{f.signature.name for f in graph.library.function}}
+unknown = sorted(op for op in ops - functions if op_def_registry.get(op) is None)
+assert "tensorflow_text" not in sys.modules
+print(len(ops), unknown)
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    count, unknown = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert unknown == "[]" and int(count) > 20
+
+
+def test_offsets_are_python_string_offsets(module):
+    texts = TEXTS + ["王强" * 5]
+    out = entities_from_outputs({k: v.numpy() for k, v in module(tf.constant(texts)).items()})
+    assert any(out), "the tiny model should find some entities in these texts"
+    for text, entities in zip(texts, out):
+        for entity in entities:
+            assert text[entity["start"] : entity["end"]] == entity["text"]
+            assert 0.0 <= entity["score"] <= 1.0
+
+
+def test_tags_cover_every_code_point_and_pad_with_empty(module):
+    out = module(tf.constant(TEXTS))
+    tags = out["tags"].numpy()
+    for row, text in zip(tags, TEXTS):
+        assert all(t != b"" for t in row[: len(text)]) and all(t == b"" for t in row[len(text) :])
+    starts = out["entity_starts"].numpy()
+    for row, count in zip(starts, out["num_entities"].numpy()):
+        assert (row[count:] == -1).all()
+
+
+def test_long_text_is_tagged_completely_through_windows(module):
+    """A 5,000+ character text: every character tagged, windows agree with tagging each piece alone."""
+    sentence = "下周赵敏要去广州出差，住在长城研究院附近。"
+    text = sentence * 250  # 5,250 characters against 30-character windows
+    out = module(tf.constant([text]))
+    tags = out["tags"].numpy()[0]
+    assert len(text) > 5000 and tags.shape[0] == len(text) and (tags != b"").all()
+    entities = entities_from_outputs({k: v.numpy() for k, v in out.items()})[0]
+    assert all(text[e["start"] : e["end"]] == e["text"] for e in entities)
+    # Entities far from any seam are what the model finds in the sentence tagged alone.
+    alone = entities_from_outputs({k: v.numpy() for k, v in module(tf.constant([sentence])).items()})[0]
+    counts = len(entities) / 250
+    assert abs(counts - len(alone)) <= 1, (len(entities), alone)
+
+
+def test_batch_composition_does_not_change_predictions(module):
+    one_by_one = [entities_from_outputs({k: v.numpy() for k, v in module(tf.constant([t])).items()})[0] for t in TEXTS]
+    together = entities_from_outputs({k: v.numpy() for k, v in module(tf.constant(TEXTS)).items()})
+    for a, b in zip(one_by_one, together):
+        assert [(e["label"], e["start"], e["end"]) for e in a] == [(e["label"], e["start"], e["end"]) for e in b]
+        np.testing.assert_allclose([e["score"] for e in a], [e["score"] for e in b], atol=1e-5)
+
+
+def test_versions_increase_and_carry_assets_and_warmup(tiny_run, module, tmp_path):
+    base = str(tmp_path / "ner")
+    first = export_lib.export_module(module, base, "ner")
+    second = export_lib.export_module(module, base, "ner")
+    assert [os.path.basename(first), os.path.basename(second)] == ["1", "2"]
+    assert sorted(os.listdir(base)) == ["1", "2"]  # no temporary folder left behind
+    assets = os.path.join(second, "assets")
+    assert open(os.path.join(assets, "labels.txt"), encoding="utf-8").read().split() == module.tag_set.labels
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = list(tf.data.TFRecordDataset(os.path.join(second, "assets.extra", "tf_serving_warmup_requests")))
+    assert 0 < len(records) <= 1000
+    request = prediction_log_pb2.PredictionLog.FromString(records[0].numpy()).predict_log.request
+    assert request.model_spec.name == "ner" and list(request.inputs) == ["text"]
+    with pytest.raises(FileExistsError):
+        export_lib.export_module(module, base, "ner", version=2)
+
+
+def test_predict_and_evaluate_commands(tiny_run, tmp_path):
+    export_base = os.path.dirname(tiny_run["export"])
+    result = run_python(
+        f"import sys; from tfner.predict import main; sys.exit(main(['--model', {export_base!r}, '王伟去了北京。', '']))"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [line["text"] for line in lines] == ["王伟去了北京。", ""] and lines[1]["entities"] == []
+    output = str(tmp_path / "metrics.json")
+    result = run_python(
+        f"import sys; from tfner.evaluate import main; sys.exit(main(['--model', {export_base!r}, '--data', "
+        f"{tiny_run['test']!r}, '--output', {output!r}]))"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "micro avg" in result.stdout
+    metrics = json.load(open(output))
+    assert metrics["f1"] == pytest.approx(tiny_run["summary"]["test"]["f1"])
+
+
+def test_in_process_predictor_matches_module(tiny_run, module):
+    predictor = SavedModelPredictor(tiny_run["export"])
+    direct = entities_from_outputs({k: v.numpy() for k, v in module(tf.constant(TEXTS)).items()})
+    assert predictor.predict(TEXTS) == direct
