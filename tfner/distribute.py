@@ -27,7 +27,9 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
             2+ GPUs, else one_device.
         tpu: str. TPU address ("grpc://10.0.0.2:8470", a TPU name, or "local"); "" = TPU_NAME or local.
     """
-    gpus = tf.config.list_logical_devices("GPU")
+    # Physical, not logical, devices: listing logical ones starts the runtime, after which multi-worker
+    # collectives can no longer be configured.
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         if tpu or os.environ.get("TPU_NAME"):
             name = "tpu"
@@ -39,7 +41,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
             name = "one_device"
         log.info("train.distribute=auto chose %s", name)
     if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":

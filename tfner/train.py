@@ -79,11 +79,12 @@ def random_states(model: keras.Model) -> dict:
     Keras does not track these in tf.train.Checkpoint, and without them a resumed run would draw other
     dropout masks than an uninterrupted one.
     """
-    states = {}
-    for layer in model._flatten_layers(include_self=True):  # Keras has no public walk of nested layers
-        for i, generator in enumerate(getattr(layer, "_seed_generators", [])):
-            states[f"{layer.path}/{i}"] = generator.state
-    return states
+    generators = [
+        generator
+        for layer in model._flatten_layers(include_self=True)  # Keras has no public walk of nested layers
+        for generator in getattr(layer, "_seed_generators", [])
+    ]
+    return {f"seed_generator_{i}": generator.state for i, generator in enumerate(generators)}
 
 
 class Trainer:
@@ -211,12 +212,12 @@ class Trainer:
         config, t = self.config, self.config.train
         if self.manager.latest_checkpoint:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            log.info("resumed from %s at step %d", self.manager.latest_checkpoint, int(self.step))
+            print(f"resumed from {self.manager.latest_checkpoint} at step {int(self.step.numpy())}")
         writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "logs")) if self.is_chief else None
         train_step = self.make_train_step()
         history, started, tokens_seen = [], time.time(), 0
-        while int(self.step) < self.total_steps:
-            epoch, position = divmod(int(self.step), self.steps_per_epoch)
+        while int(self.step.numpy()) < self.total_steps:
+            epoch, position = divmod(int(self.step.numpy()), self.steps_per_epoch)
             steps_this_epoch = min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch) - position
             iterator = iter(self.epoch_dataset(epoch, position))
             bar = keras.utils.Progbar(
@@ -228,7 +229,7 @@ class Trainer:
                 loss, tokens = train_step(iterator)
                 self.step.assign_add(1)
                 epoch_tokens += int(tokens)
-                step = int(self.step)
+                step = int(self.step.numpy())
                 rate = epoch_tokens / max(time.time() - epoch_start, 1e-9)
                 bar.add(1, [("loss", float(loss)), ("tokens/s", rate)])
                 if writer:
@@ -239,38 +240,41 @@ class Trainer:
                 if step % t.checkpoint_every_steps == 0 and step % self.steps_per_epoch:
                     self.manager.save(checkpoint_number=step)
             tokens_seen += epoch_tokens
-            record = {"epoch": epoch + 1, "step": int(self.step)}
+            record = {"epoch": epoch + 1, "step": int(self.step.numpy())}
             if self.corpus.dev:
                 dev = self.evaluate(self.corpus.dev)
                 record.update({f"dev_{k}": dev[k] for k in ("precision", "recall", "f1")})
                 print(f"  dev: P {dev['precision']:.4f}  R {dev['recall']:.4f}  F1 {dev['f1']:.4f}")
                 if writer:
-                    with writer.as_default(step=int(self.step)):
+                    with writer.as_default(step=int(self.step.numpy())):
                         for k in ("precision", "recall", "f1"):
-                            scalar_summary(f"dev/{k}", dev[k], int(self.step))
-                if dev["f1"] > float(self.best_f1):
+                            scalar_summary(f"dev/{k}", dev[k], int(self.step.numpy()))
+                if dev["f1"] > float(self.best_f1.numpy()):
                     self.best_f1.assign(dev["f1"])
                     self.save_best()
             else:  # no dev set: the last epoch is the best we know
                 self.save_best()
             history.append(record)
-            self.manager.save(checkpoint_number=int(self.step))
+            self.manager.save(checkpoint_number=int(self.step.numpy()))
         if not tf.io.gfile.exists(os.path.join(config.run_dir, "best")):
             self.save_best()  # a run resumed after its last step still leaves a best/
         elapsed = time.time() - started
         return {
             "history": history,
-            "best_dev_f1": float(self.best_f1) if self.corpus.dev else None,
+            "best_dev_f1": float(self.best_f1.numpy()) if self.corpus.dev else None,
             "train_seconds": elapsed,
             "train_tokens_per_second": tokens_seen / elapsed if elapsed and tokens_seen else None,
-            "steps": int(self.step),
+            "steps": int(self.step.numpy()),
         }
 
     def save_best(self) -> None:
-        """Writes the model weights to run_dir/best, through a temporary folder renamed into place."""
-        if not self.is_chief:
-            return
+        """Writes the model weights to run_dir/best, through a temporary folder renamed into place.
+
+        Every worker writes (a multi-worker save is collective); only the chief's copy is kept.
+        """
         final = os.path.join(self.config.run_dir, "best")
+        if not self.is_chief:
+            final = os.path.join(self.manager.directory, "best")
         staging = final + ".tmp"
         if tf.io.gfile.exists(staging):
             tf.io.gfile.rmtree(staging)
@@ -328,10 +332,11 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None) -> dic
     """Trains, scores dev each epoch and test at the end, exports the best model; returns the summary."""
     from tfner import export as export_lib  # export imports train's helpers; imported here to keep one direction
 
+    # The strategy comes first: multi-worker collectives must be configured before TensorFlow runs anything.
+    strategy = strategy or make_strategy(config.train.distribute, config.train.tpu)
     keras.utils.set_random_seed(config.train.seed)
     if config.train.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(config.train.mixed_precision)
-    strategy = strategy or make_strategy(config.train.distribute, config.train.tpu)
     corpus = load_corpus(config)
     trainer = Trainer(config, corpus, strategy)
     if trainer.is_chief:
@@ -348,7 +353,7 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None) -> dic
         with open(os.path.join(config.run_dir, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2, ensure_ascii=False)
     else:
-        shutil.rmtree(os.path.dirname(trainer.manager.directory + "/"), ignore_errors=True)
+        shutil.rmtree(trainer.manager.directory, ignore_errors=True)
     return summary
 
 

@@ -1,0 +1,161 @@
+"""Training under tf.distribute, resume after SIGKILL, mixed precision, and the command line."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tiny import REPO, run_python, tiny_config
+
+from tfner.distribute import make_strategy
+from tfner.train import Trainer, load_corpus
+
+
+def test_tiny_run_learns_and_writes_everything(tiny_run):
+    summary, run_dir = tiny_run["summary"], tiny_run["run_dir"]
+    assert summary["best_dev_f1"] > 0.3, summary  # a random tagger scores ~0 on entity F1
+    assert summary["test"]["f1"] > 0.3 and summary["test"]["model"] == summary["export"]
+    for name in ("config.yaml", "vocab.txt", "labels.txt", "metrics.json", "best/model.index", "checkpoints/checkpoint"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    assert os.listdir(os.path.join(run_dir, "logs"))  # TensorBoard event file
+
+
+def _train_steps(strategy, tmp_dir, batch, steps=3):
+    keras.utils.set_random_seed(1)
+    config = tiny_config(tmp_dir, ["model.dropout=0"])  # replicas draw their own dropout masks otherwise
+    trainer = Trainer(config, load_corpus(config), strategy)
+    train_step = trainer.make_train_step()
+    iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat(steps)))
+    losses = [float(train_step(iterator)[0]) for _ in range(steps)]
+    return losses, trainer.model.emission.kernel.numpy()
+
+
+def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
+    """MirroredStrategy over 2 logical CPUs: same losses and weights as one device on the same global batch."""
+    code = f"""
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, "tests")
+from tiny import tiny_config
+from test_train import _train_steps
+from tfner.train import Trainer, load_corpus
+from tfner import data
+config = tiny_config({str(tmp_path)!r})
+corpus = load_corpus(config)
+tokenizer = Trainer(config, corpus, tf.distribute.OneDeviceStrategy("/cpu:0")).tokenizer
+examples = data.split_long(corpus.train, 30)
+batches = data.batch_dataset(data.examples_dataset(examples, corpus.tag_set), tokenizer, 16, 32)
+batch = next(b for b in batches if b[0]["token_ids"].shape[0] == 16)
+one = _train_steps(tf.distribute.OneDeviceStrategy("/cpu:0"), {str(tmp_path / "one")!r}, batch)
+two = _train_steps(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), {str(tmp_path / "two")!r}, batch)
+print(json.dumps({{"one": one[0], "two": two[0], "max_weight_diff": float(abs(one[1] - two[1]).max()),
+                  "batch": int(batch[0]["token_ids"].shape[0])}}))
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["batch"] == 16
+    # The first loss is one forward pass; later ones follow Adam steps, which amplify float rounding a little.
+    np.testing.assert_allclose(out["one"][0], out["two"][0], rtol=1e-6)
+    np.testing.assert_allclose(out["one"], out["two"], rtol=1e-3)
+    assert out["one"][0] > out["one"][-1]  # the steps really trained
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_two_processes_train_and_finish(tmp_path):
+    """Two worker processes on loopback (TF_CONFIG), MultiWorkerMirroredStrategy: both finish, chief exports."""
+    workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+    config_code = (
+        "import sys; sys.path.insert(0, 'tests'); from tiny import tiny_config; from tfner.train import train; "
+        f"train(tiny_config({str(tmp_path)!r}, ['train.distribute=multi_worker', 'train.max_steps=6', "
+        "'train.epochs=1'], sizes=(96, 16, 16)))"
+    )
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        env = {**os.environ, "TF_CONFIG": tf_config, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        processes.append(subprocess.Popen([sys.executable, "-c", config_code], cwd=REPO, env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=400)[0])
+        finally:
+            process.kill()
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    metrics = json.load(open(tmp_path / "run" / "metrics.json"))
+    assert metrics["num_replicas"] == 2 and metrics["steps"] == 6
+    assert os.path.exists(metrics["export"])
+    assert not [n for n in os.listdir(tmp_path / "run") if n.startswith(".worker")]
+
+
+def test_tpu_without_a_tpu_fails_clearly():
+    with pytest.raises(RuntimeError, match="(?s)no TPU found at 'local'.*set train.tpu / TPU_NAME"):
+        make_strategy("tpu")
+
+
+def test_multi_worker_without_tf_config_fails_clearly(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="needs TF_CONFIG"):
+        make_strategy("multi_worker")
+
+
+def test_mixed_precision_keeps_the_crf_in_float32(tmp_path):
+    try:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        config = tiny_config(str(tmp_path), ["train.mixed_precision=mixed_float16"])
+        trainer = Trainer(config, load_corpus(config), tf.distribute.OneDeviceStrategy("/cpu:0"))
+        train_step = trainer.make_train_step()
+        iterator = iter(trainer.epoch_dataset(0, 0))
+        losses = [float(train_step(iterator)[0]) for _ in range(3)]
+        assert all(np.isfinite(losses))
+        assert trainer.model.backbone.get_layer("token_embedding").compute_dtype == "float16"
+        assert trainer.model.crf.transitions.dtype == "float32"
+        emissions = trainer.model(trainer.tokenizer.pack(trainer.tokenizer(tf.constant(["王伟"])), 4))
+        assert emissions.dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_resume_after_sigkill_reaches_the_same_result(tiny_run, tmp_path):
+    """Kill -9 mid-training, run the same command again: it resumes and ends where the tiny_run fixture did."""
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); from tiny import train_tiny; "
+        f"train_tiny({str(tmp_path)!r})"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    state = tmp_path / "run" / "checkpoints" / "checkpoint"
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not state.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert state.exists(), "no checkpoint was written before the deadline"
+    assert not (tmp_path / "run" / "metrics.json").exists(), "the first run finished before it was killed"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stdout
+    resumed = json.load(open(tmp_path / "run" / "metrics.json"))
+    expected = tiny_run["summary"]
+    assert resumed["steps"] == expected["steps"]
+    assert resumed["best_dev_f1"] == pytest.approx(expected["best_dev_f1"], abs=1e-6)
+    assert resumed["test"]["f1"] == pytest.approx(expected["test"]["f1"], abs=1e-6)
