@@ -1,0 +1,248 @@
+"""Load test of python -m tfner.serve, batching off and on, beside in-process speed.
+
+    python benchmarks/serve_load.py --model_base_path export/ner
+    python benchmarks/serve_load.py --model_base_path export/ner --clients 32 --seconds 20
+
+For each server mode it starts `python -m tfner.serve` on loopback, lets
+--clients threads (each with its own gRPC channel) send Predict calls of
+--texts_per_request texts back to back for --seconds, and reports requests/s,
+texts/s and latency percentiles. Before that, it times the SavedModel called
+in-process (no server) on the same texts, one text per call and
+max_batch_size texts per call: the ceilings the server is measured against.
+
+Everything runs on this machine: the clients share the CPU with the server,
+so the figures are a lower bound for a server with the machine to itself.
+Traffic goes to 127.0.0.1 only, and every phase stops after --seconds.
+"""
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Sentences of 8 to ~60 characters: place names, people, organisations, none.
+_PLACES = ["北京", "上海", "广州", "深圳", "杭州", "成都", "西安", "南京"]
+_TEMPLATES = [
+    "{a}欢迎你",
+    "他从{a}来，明天要去{b}。",
+    "{a}的天气比{b}暖和一些，周末适合出门走走。",
+    "会议将在{a}举行，来自{b}和{c}的代表已经到达。",
+    "这句话里没有任何地名。",
+    "小王在{a}读完大学以后，去{b}的一家公司工作了三年，后来又回到{c}开了一家书店。",
+]
+
+
+def make_texts(count=64):
+    """Deterministic texts for the load; the same list for every mode."""
+    texts = []
+    for i in range(count):
+        template = _TEMPLATES[i % len(_TEMPLATES)]
+        a, b, c = (_PLACES[(i + k) % len(_PLACES)] for k in (0, 3, 5))
+        texts.append(template.format(a=a, b=b, c=c))
+    return texts
+
+
+def percentile_ms(latencies, q):
+    return float(np.percentile(np.array(latencies) * 1000.0, q)) if latencies else float("nan")
+
+
+# --------------------------------------------------------------------------
+# in process
+# --------------------------------------------------------------------------
+
+
+def in_process_rate(path, texts, batch_size, seconds):
+    """Texts/s of the SavedModel's signature called directly, batch_size texts a call."""
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(path).signatures["serving_default"]
+    encoded = [t.encode("utf-8") for t in texts]
+    batches = [tf.constant((encoded * batch_size)[i:i + batch_size]) for i in range(len(encoded))]
+    fn(text=batches[0])  # First call outside the clock.
+    done, calls, started = 0, 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        fn(text=batches[calls % len(batches)])
+        calls += 1
+        done += batch_size
+    return done / (time.monotonic() - started)
+
+
+# --------------------------------------------------------------------------
+# against the server
+# --------------------------------------------------------------------------
+
+
+def free_port():
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(args, log_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tfner.serve", *args],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with open(log_path, encoding="utf-8", errors="replace") as f:
+                match = re.search(r"tfner\.serve ready: grpc_port=(\d+)", f.read())
+            if match:
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"tfner.serve did not start; see {log_path}")
+            time.sleep(0.2)
+        yield int(match.group(1))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def drive(port, texts, clients, texts_per_request, seconds):
+    """N threads send Predict calls for `seconds`; returns (latencies, errors, elapsed)."""
+    import grpc
+    from tfner.client import NerClient
+
+    requests = []
+    builder = NerClient(f"127.0.0.1:{port}")  # Only to build requests.
+    for i in range(0, len(texts), texts_per_request):
+        requests.append(builder.build_request((texts * 2)[i:i + texts_per_request]))
+    builder.close()
+
+    latencies = [[] for _ in range(clients)]
+    errors = [0] * clients
+    start = threading.Barrier(clients + 1)
+    stop_at = [0.0]
+
+    def client(index):
+        options = [("grpc.use_local_subchannel_pool", 1)]  # One connection per client.
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+            from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            stub.Predict(requests[0], timeout=60)  # Connect outside the clock.
+            start.wait()
+            n = index
+            while time.monotonic() < stop_at[0]:
+                began = time.monotonic()
+                try:
+                    stub.Predict(requests[n % len(requests)], timeout=30)
+                    latencies[index].append(time.monotonic() - began)
+                except grpc.RpcError:
+                    errors[index] += 1
+                n += clients
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    stop_at[0] = time.monotonic() + 3600  # Placeholder until every client is connected.
+    start.wait()
+    began = time.monotonic()
+    stop_at[0] = began + seconds
+    for t in threads:
+        t.join(seconds + 60)
+    elapsed = time.monotonic() - began
+    return [x for per in latencies for x in per], sum(errors), elapsed
+
+
+def calls_per_request(rest_port):
+    """Requests answered per model call, from the server's Prometheus metrics."""
+    url = f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+
+    def total(name):
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + "{"))
+
+    calls = total("tfner_serving_model_calls_total")
+    return total("tfner_serving_model_call_requests_total") / calls if calls else float("nan")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model_base_path", default=os.path.join(REPO_ROOT, "export", "ner"),
+                   help="Folder of integer version folders. Default export/ner.")
+    p.add_argument("--clients", type=int, default=16, help="Concurrent clients. Default 16.")
+    p.add_argument("--seconds", type=float, default=10.0, help="Length of each phase. Default 10.")
+    p.add_argument("--texts_per_request", type=int, default=1, help="Default 1.")
+    p.add_argument("--batching_parameters_file",
+                   default=os.path.join(REPO_ROOT, "serving", "batching.config"),
+                   help="For the batching-on run. Default serving/batching.config.")
+    args = p.parse_args(argv)
+
+    sys.path.insert(0, REPO_ROOT)
+    from tfner import serving_config
+    from tfner.model_store import list_versions
+
+    versions = list_versions(args.model_base_path)
+    if not versions:
+        p.error(f"no integer version folder with a SavedModel under {args.model_base_path}")
+    path = versions[max(versions)]
+    batch = serving_config.load_batch_options(args.batching_parameters_file)
+    texts = make_texts()
+    rows = []
+
+    print(f"model {path}; {args.clients} clients x {args.seconds:.0f} s; "
+          f"{args.texts_per_request} text(s) per request; batching from {args.batching_parameters_file} "
+          f"(max_batch_size {batch.max_batch_size}, timeout {batch.batch_timeout_s * 1e3:.0f} ms, "
+          f"{batch.num_batch_threads} threads)", flush=True)
+    for size in (1, batch.max_batch_size):
+        rate = in_process_rate(path, texts, size, args.seconds)
+        rows.append((f"in-process SavedModel, {size} text(s)/call", None, rate, None, None, None, None, None))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        monitoring = os.path.join(tmp, "monitoring.config")
+        with open(monitoring, "w") as f:
+            f.write('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
+        for mode in ("off", "on"):
+            rest_port = free_port()
+            server_args = ["--port", "0", "--bind_address", "127.0.0.1", "--model_name", "ner",
+                           "--model_base_path", args.model_base_path, "--rest_api_port", str(rest_port),
+                           "--monitoring_config_file", monitoring,
+                           "--grpc_max_workers", str(max(32, 2 * args.clients))]
+            if mode == "on":
+                server_args += ["--enable_batching", "--batching_parameters_file",
+                                args.batching_parameters_file]
+            with running_server(server_args, os.path.join(tmp, f"serve-{mode}.log")) as port:
+                latencies, errors, elapsed = drive(port, texts, args.clients, args.texts_per_request,
+                                                   args.seconds)
+                merged = calls_per_request(rest_port)
+            done = len(latencies)
+            rows.append((f"tfner.serve, batching {mode}", done / elapsed,
+                         done * args.texts_per_request / elapsed, percentile_ms(latencies, 50),
+                         percentile_ms(latencies, 95), percentile_ms(latencies, 99), errors, merged))
+
+    def fmt(value, spec):
+        width = spec.split(".")[0].rstrip("df")
+        return format("-", f">{width}") if value is None else format(value, spec)
+
+    header = f"{'':40} {'req/s':>8} {'texts/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6} {'req/call':>8}"
+    print(header)
+    for name, rps, tps, p50, p95, p99, errors, merged in rows:
+        print(f"{name:40} {fmt(rps, '8.1f')} {fmt(tps, '8.1f')} {fmt(p50, '8.1f')} {fmt(p95, '8.1f')} "
+              f"{fmt(p99, '8.1f')} {fmt(errors, '6d')} {fmt(merged, '8.2f')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""tfner.client against a live tfner.serve, and its retry logic against a fake."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from concurrent import futures
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from conftest import REPO_ROOT, SUBPROCESS_ENV
+from tfner import client as client_lib
+from tfner.client import Entity, NerClient
+
+TEXTS = [
+    "北京欢迎你",
+    "他从上海来，去北京。",
+    "",
+    "Hello 世界 😀 北京上海",
+    "没有地名",
+    "上海",
+    "𠀋北京𠀋",  # A character outside the BMP before and after.
+    "北京北京北京",
+]
+
+
+def expected_entities(outputs, count):
+    results = []
+    for row in range(count):
+        n = int(outputs["num_entities"][row])
+        results.append([
+            Entity(
+                label=outputs["entity_labels"][row, i].decode(),
+                start=int(outputs["entity_starts"][row, i]),
+                end=int(outputs["entity_ends"][row, i]),
+                text=outputs["entity_texts"][row, i].decode(),
+                score=float(outputs["entity_scores"][row, i]),
+            )
+            for i in range(n)
+        ])
+    return results
+
+
+@pytest.fixture(scope="module")
+def ner_server(servers):
+    return servers[0]
+
+
+@pytest.mark.parametrize("pin, version", [({}, 2), ({"label": "stable"}, 1), ({"version": 1}, 1)])
+def test_predict_matches_in_process_savedmodel(ner_server, reference, pin, version):
+    want = expected_entities(reference(os.path.join(ner_server.base_path, str(version)), TEXTS), len(TEXTS))
+    with NerClient(ner_server.target, **pin) as client:
+        got = client.predict(TEXTS)
+        assert client.last_version == version
+    assert got == want
+    assert any(got), "the texts should hold some entities"
+    for text, entities in zip(TEXTS, got):
+        for entity in entities:
+            assert text[entity.start:entity.end] == entity.text  # code-point offsets
+            assert 0.0 <= entity.score <= 1.0
+
+
+def test_predict_chunks_long_lists(ner_server):
+    texts = TEXTS * 3  # 24 texts, over the server's limit of 8 per request
+    with NerClient(ner_server.target, chunk_size=5) as whole:
+        chunked = whole.predict(texts)
+    with NerClient(ner_server.target, chunk_size=8) as other:
+        assert other.predict(texts) == chunked
+    assert len(chunked) == 24 and chunked[:8] == chunked[8:16]
+
+
+def test_empty_input_makes_no_call():
+    client = NerClient("127.0.0.1:1")  # Nothing listens there.
+    assert client.predict([]) == []
+    client.close()
+
+
+def test_invalid_argument_is_not_retried(ner_server, monkeypatch):
+    sleeps = []
+    monkeypatch.setattr(client_lib.time, "sleep", sleeps.append)
+    with NerClient(ner_server.target) as client:
+        with pytest.raises(grpc.RpcError) as info:
+            client.predict(["北" * 65])
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert sleeps == []
+
+
+def test_rejects_non_str_and_bad_pins():
+    with pytest.raises(ValueError):
+        NerClient("127.0.0.1:1", version=1, label="stable")
+    client = NerClient("127.0.0.1:1")
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        client.predict(["ok", b"bytes"])
+    client.close()
+
+
+def test_closed_client_refuses_calls():
+    with NerClient("127.0.0.1:1") as client:
+        pass
+    with pytest.raises(ValueError):
+        client.predict(["北京"])
+
+
+# --------------------------------------------------------------------------
+# retries, against an in-process fake PredictionService
+# --------------------------------------------------------------------------
+
+
+class FlakyService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Answers UNAVAILABLE `failures` times, then a fixed one-text response."""
+
+    def __init__(self, failures, code=grpc.StatusCode.UNAVAILABLE):
+        self.failures = failures
+        self.code = code
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def Predict(self, request, context):  # noqa: N802
+        with self.lock:
+            self.calls += 1
+            fail = self.calls <= self.failures
+        if fail:
+            context.abort(self.code, "warming up")
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = 7
+        values = {
+            "num_entities": np.array([1], np.int32),
+            "entity_labels": np.array([[b"LOC"]], object),
+            "entity_starts": np.array([[0]], np.int32),
+            "entity_ends": np.array([[2]], np.int32),
+            "entity_texts": np.array([["北京".encode()]], object),
+            "entity_scores": np.array([[0.5]], np.float32),
+        }
+        for key, value in values.items():
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+
+@pytest.fixture
+def fake_server():
+    servers = []
+
+    def start(service):
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(service, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        servers.append(server)
+        return f"127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.stop(None)
+
+
+def test_retries_unavailable_with_jittered_exponential_backoff(fake_server, monkeypatch):
+    sleeps = []
+    monkeypatch.setattr(client_lib.time, "sleep", sleeps.append)
+    service = FlakyService(failures=3)
+    with NerClient(fake_server(service), retries=3, backoff_s=0.1, max_backoff_s=0.3) as client:
+        assert client.predict(["北京"]) == [[Entity("LOC", 0, 2, "北京", 0.5)]]
+        assert client.last_version == 7
+    assert service.calls == 4
+    assert len(sleeps) == 3
+    for attempt, slept in enumerate(sleeps):
+        assert 0.0 <= slept <= min(0.3, 0.1 * 2 ** attempt)
+
+
+def test_gives_up_after_retries(fake_server, monkeypatch):
+    monkeypatch.setattr(client_lib.time, "sleep", lambda s: None)
+    service = FlakyService(failures=100)
+    with NerClient(fake_server(service), retries=2) as client:
+        with pytest.raises(grpc.RpcError) as info:
+            client.predict(["北京"])
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert service.calls == 3
+
+
+def test_other_errors_are_not_retried(fake_server, monkeypatch):
+    monkeypatch.setattr(client_lib.time, "sleep", lambda s: pytest.fail("slept"))
+    service = FlakyService(failures=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
+    with NerClient(fake_server(service)) as client:
+        with pytest.raises(grpc.RpcError):
+            client.predict(["北京"])
+    assert service.calls == 1
+
+
+def test_deadline_applies_per_call(fake_server):
+    class Slow(FlakyService):
+        def Predict(self, request, context):  # noqa: N802
+            threading.Event().wait(2)
+            return super().Predict(request, context)
+
+    with NerClient(fake_server(Slow(failures=0)), timeout=0.2, retries=0) as client:
+        with pytest.raises(grpc.RpcError) as info:
+            client.predict(["北京"])
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_tensor_content_encoding_is_read():
+    proto = tf.make_tensor_proto(np.array([[1, 2], [3, 4]], np.int32))
+    assert proto.tensor_content  # numpy input -> packed bytes
+    assert client_lib.tensor_to_numpy(proto).tolist() == [[1, 2], [3, 4]]
+    typed = tf.make_tensor_proto([0.25, 0.5], dtype=tf.float32)
+    typed.ClearField("tensor_content")
+    typed.float_val.extend([0.25, 0.5])
+    assert client_lib.tensor_to_numpy(typed).tolist() == [0.25, 0.5]
+
+
+# --------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------
+
+
+def test_cli_arguments_and_stdin(ner_server, reference, capsys, monkeypatch):
+    want = expected_entities(reference(os.path.join(ner_server.base_path, "1"), TEXTS[:3]), 3)
+    assert client_lib.main(["--server", ner_server.target, "--label", "stable", *TEXTS[:3]]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == TEXTS[:3]
+    assert [[Entity(**e) for e in line["entities"]] for line in lines] == want
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(TEXTS[:3]) + "\n"))
+    assert client_lib.main(["--server", ner_server.target, "--version", "1"]) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == lines
+
+
+def test_cli_reports_errors(ner_server, capsys):
+    assert client_lib.main(["--server", ner_server.target, "--model", "nope", "北京"]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_cli_as_module(ner_server):
+    done = subprocess.run(
+        [sys.executable, "-m", "tfner.client", "--server", ner_server.target, "他从上海来"],
+        capture_output=True, text=True, timeout=120, env=SUBPROCESS_ENV, cwd=REPO_ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    line = json.loads(done.stdout.strip())
+    assert line["text"] == "他从上海来"
+    for entity in line["entities"]:
+        assert line["text"][entity["start"]:entity["end"]] == entity["text"]

@@ -1,0 +1,209 @@
+"""The deployment files under serving/ parse, agree with each other, and run.
+
+No Docker engine or tensorflow_model_server binary exists here, so the files
+are checked against TF Serving's own config protos (text_format) and against
+tfner.serve, which reads the same files.
+"""
+
+import glob
+import inspect
+import os
+import re
+import shlex
+import urllib.request
+
+import pytest
+import yaml
+from google.protobuf import text_format
+
+from conftest import REPO_ROOT
+from tfner import serve
+from tfner import serving_config
+from tfner.client import NerClient
+
+SERVING = os.path.join(REPO_ROOT, "serving")
+
+
+def read(*parts):
+    with open(os.path.join(SERVING, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def yaml_docs(*parts):
+    return [d for d in yaml.safe_load_all(read(*parts)) if d is not None]
+
+
+@pytest.fixture(scope="module")
+def k8s():
+    """{kind: object} over serving/k8s/*.yaml."""
+    objects = {}
+    for path in sorted(glob.glob(os.path.join(SERVING, "k8s", "*.yaml"))):
+        for doc in yaml_docs("k8s", os.path.basename(path)):
+            assert doc["kind"] not in objects, f"two {doc['kind']} objects"
+            objects[doc["kind"]] = doc
+    return objects
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml_docs("docker-compose.yml")[0]
+
+
+def flag_values(args):
+    """["--a=1", "--b=x"] -> {"a": "1", "b": "x"}."""
+    values = {}
+    for arg in args:
+        match = re.fullmatch(r"--([a-z_]+)=(.*)", arg)
+        assert match, f"{arg!r}: write TF Serving flags as --name=value"
+        values[match[1]] = match[2]
+    return values
+
+
+# --------------------------------------------------------------------------
+# the TF Serving config files
+# --------------------------------------------------------------------------
+
+
+def test_models_config_parses_with_tf_serving_proto():
+    config = text_format.Parse(read("models.config"), serving_config.ModelServerConfig())
+    (model,) = config.model_config_list.config
+    assert model.name == "ner"
+    assert model.model_platform == "tensorflow"
+    assert list(model.model_version_policy.specific.versions) == [1, 2]
+    assert dict(model.version_labels) == {"stable": 1, "canary": 2}
+    (spec,) = serving_config.load_model_specs(os.path.join(SERVING, "models.config"))
+    assert spec.policy == "specific" and spec.labels == {"stable": 1, "canary": 2}
+
+
+def test_base_paths_map_onto_export(compose, k8s):
+    config = text_format.Parse(read("models.config"), serving_config.ModelServerConfig())
+    for model in config.model_config_list.config:
+        # /models/<name> in the container is export/<name> in the repository.
+        assert model.base_path == f"/models/{model.name}"
+    volumes = compose["services"]["ner"]["volumes"]
+    assert "../export:/models:ro" in volumes
+    assert os.path.normpath(os.path.join(SERVING, "../export")) == os.path.join(REPO_ROOT, "export")
+    mounts = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "export", "mountPath": "/models", "readOnly": True} in mounts
+
+
+def test_batching_config_parses_and_is_consistent():
+    params = text_format.Parse(read("batching.config"), serving_config.BatchingParameters())
+    options = serving_config.batch_options_from_proto(params)
+    assert options.allowed_batch_sizes[-1] == options.max_batch_size
+    assert 0 < options.batch_timeout_s <= 0.01
+    # The client's default chunk fits in one batch (TF Serving refuses more).
+    default_chunk = inspect.signature(NerClient).parameters["chunk_size"].default
+    assert default_chunk <= options.max_batch_size
+
+
+def test_unknown_batching_field_names_the_line(tmp_path):
+    path = tmp_path / "batching.config"
+    path.write_text("max_batch_size { value: 8 }\nmax_batch_sise { value: 8 }\n")
+    with pytest.raises(serving_config.ConfigError, match=r"batching.config:2:.*max_batch_sise"):
+        serving_config.load_batch_options(str(path))
+
+
+def test_monitoring_config_parses(k8s):
+    config = text_format.Parse(read("monitoring.config"), serving_config.MonitoringConfig())
+    assert config.prometheus_config.enable
+    annotations = k8s["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == config.prometheus_config.path
+    assert annotations["prometheus.io/port"] == "8501"
+
+
+# --------------------------------------------------------------------------
+# docker compose and Kubernetes
+# --------------------------------------------------------------------------
+
+
+def test_compose_runs_the_official_image_with_the_configs(compose):
+    service = compose["services"]["ner"]
+    assert service["image"].startswith("tensorflow/serving:")
+    assert set(service["ports"]) == {"8500:8500", "8501:8501"}
+    flags = flag_values(service["command"])
+    for flag in ("model_config_file", "batching_parameters_file", "monitoring_config_file"):
+        name = os.path.basename(flags[flag])
+        assert f"./{name}:{flags[flag]}:ro" in service["volumes"]
+        assert os.path.exists(os.path.join(SERVING, name))
+
+
+def test_k8s_objects_fit_together(k8s):
+    assert set(k8s) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PersistentVolumeClaim"}
+    deployment = k8s["Deployment"]
+    pod = deployment["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert k8s["Service"]["spec"]["selector"].items() <= labels.items()
+    target = k8s["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["export"]["persistentVolumeClaim"]["claimName"] == k8s["PersistentVolumeClaim"]["metadata"]["name"]
+    container = pod["spec"]["containers"][0]
+    assert container["image"].startswith("tensorflow/serving:")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": 8500, "http": 8501}
+    assert {p["targetPort"] for p in k8s["Service"]["spec"]["ports"]} == {"grpc", "http"}
+    assert container["livenessProbe"]["tcpSocket"]["port"] == "grpc"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models/ner", "port": "http"}
+    # Config files come from the ConfigMap mounted at /config.
+    flags = flag_values(container["args"])
+    assert volumes["config"]["configMap"]["name"] == "tfner-serving-config"
+    for flag in ("model_config_file", "batching_parameters_file", "monitoring_config_file"):
+        assert os.path.dirname(flags[flag]) == "/config"
+        assert os.path.exists(os.path.join(SERVING, os.path.basename(flags[flag])))
+    assert pod["spec"]["terminationGracePeriodSeconds"] > 10  # > preStop sleep
+
+
+@pytest.mark.parametrize("source", ["compose", "k8s"])
+def test_tfner_serve_accepts_the_deployed_flags(source, compose, k8s, tmp_path):
+    if source == "compose":
+        args = compose["services"]["ner"]["command"]
+    else:
+        args = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    # The container paths, rewritten to this checkout.
+    local = [a.replace("/config/", SERVING + "/") for a in args]
+    if "--rest_api_port=8501" not in local:
+        local.append("--rest_api_port=8501")  # The image's entrypoint adds it.
+    parsed = serve.build_parser().parse_args(local)
+    server = serve.server_from_args(parsed)
+    assert server.predictor.batcher is not None
+    assert server.predictor.limits.max_texts == server.predictor.batcher.options.max_batch_size
+    server.predictor.stop()
+    assert server.store.model_names() == ["ner"]
+
+
+def test_readiness_probe_route_is_served(servers, k8s):
+    """The readiness path answers 200 on a server with "ner" loaded."""
+    container = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    path = container["readinessProbe"]["httpGet"]["path"]
+    with urllib.request.urlopen(servers[0].rest_url + path, timeout=10) as response:
+        assert response.status == 200
+
+
+def test_tfner_serve_runs_serving_models_config(servers):
+    """The shared config_server was started from serving/models.config (base path rewritten)."""
+    server = servers[0]
+    with open(server.config_path, encoding="utf-8") as f:
+        used = f.read()
+    assert used.replace(server.base_path, "/models/ner") == read("models.config")
+    assert '"ner": [1, 2]' in server.log_text()
+
+
+# --------------------------------------------------------------------------
+# README
+# --------------------------------------------------------------------------
+
+
+def test_readme_shows_the_commands():
+    readme = read("README.md")
+    for command in ("docker run", "docker compose -f serving/docker-compose.yml up",
+                    "kubectl create configmap tfner-serving-config", "kubectl apply -f serving/k8s/",
+                    "python -m tfner.client", "python -m tfner.serve"):
+        assert command in readme, command
+    # Every tfner.serve command in the README parses with tfner.serve's flags.
+    commands = re.findall(r"^python -m tfner\.serve((?:[^\n]*\\\n)*[^\n]*)", readme, re.MULTILINE)
+    assert commands
+    for command in commands:
+        argv = shlex.split(command.replace("\\\n", " "))
+        serve.build_parser().parse_args(argv)

@@ -1,0 +1,443 @@
+"""Versioned SavedModels on disk, kept loaded in step with the filesystem.
+
+A model's base path holds one folder per version, named by an integer:
+
+    export/ner/
+      1/            saved_model.pb, variables/, assets.extra/...
+      2/
+      .tmp-3-a1b2/  a writer's staging folder: not an integer, ignored
+
+`ModelStore.poll()` lists each base path, asks the model's version policy
+(latest N / specific / all) which ready versions to serve, loads the missing
+ones, and only then retires the ones no longer wanted, so that a swap from
+version 1 to 2 never leaves a gap. A retired version leaves the routing table
+at once but is dropped only when its last in-flight request has released it.
+
+Requests reach a servable through `acquire()`, a context manager that counts
+users; that count is what makes unloading safe under traffic.
+"""
+
+import contextlib
+import logging
+import os
+import threading
+import time
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from tfner.serving_errors import ServingError
+
+log = logging.getLogger("tfner.serve")
+
+State = get_model_status_pb2.ModelVersionStatus.State
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MAX_WARMUP_RECORDS = 1000  # TF Serving's cap on warmup records.
+
+
+def dims_of(tensor_info):
+    """TensorInfo -> list of dims (-1 unknown), or None for unknown rank."""
+    shape = tensor_info.tensor_shape
+    if shape.unknown_rank:
+        return None
+    return [d.size for d in shape.dim]
+
+
+class Signature:
+    """One callable signature of a loaded SavedModel.
+
+    Args:
+        name: str. The signature key, e.g. "serving_default".
+        fn: ConcreteFunction. `loaded.signatures[name]`.
+        signature_def: SignatureDef. The proto from saved_model.pb, the
+            source of truth for input/output names, dtypes and shapes.
+    """
+
+    def __init__(self, name, fn, signature_def):
+        self.name = name
+        self.fn = fn
+        self.signature_def = signature_def
+        self.inputs = dict(signature_def.inputs)
+        self.outputs = dict(signature_def.outputs)
+        self._numpy_dtypes = {
+            key: tf.dtypes.as_dtype(info.dtype).as_numpy_dtype
+            for key, info in self.inputs.items()
+        }
+
+    def run(self, arrays):
+        """Calls the signature on numpy inputs; returns numpy outputs by name."""
+        feeds = {
+            key: tf.constant(np.asarray(value, dtype=self._numpy_dtypes[key]))
+            for key, value in arrays.items()
+        }
+        return {key: value.numpy() for key, value in self.fn(**feeds).items()}
+
+    def describe_inputs(self):
+        return ", ".join(
+            f"{key} ({types_pb2.DataType.Name(info.dtype)} "
+            f"{dims_of(info) if dims_of(info) is not None else 'any shape'})"
+            for key, info in sorted(self.inputs.items())
+        )
+
+
+class Servable:
+    """One loaded version of one model."""
+
+    def __init__(self, name, version, path, loaded, signature_defs):
+        self.name = name
+        self.version = version
+        self.path = path
+        self._loaded = loaded  # Keeps the TF resources alive.
+        self.signature_defs = signature_defs  # Every SignatureDef, for metadata.
+        self.signatures = {
+            key: Signature(key, loaded.signatures[key], signature_defs[key])
+            for key in loaded.signatures.keys()
+            if key in signature_defs
+        }
+        self.users = 0
+
+    def signature(self, key):
+        key = key or "serving_default"
+        if key not in self.signatures:
+            raise ServingError(
+                grpc.StatusCode.NOT_FOUND,
+                f"model {self.name!r} version {self.version} has no signature {key!r}; "
+                f"its signatures are: {', '.join(sorted(self.signatures))}",
+            )
+        return self.signatures[key]
+
+
+def read_signature_defs(path):
+    """Reads the "serve" MetaGraph's SignatureDef map from saved_model.pb."""
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    raise ValueError(f"{path}/saved_model.pb has no MetaGraph tagged 'serve'")
+
+
+def load_servable(name, version, path, warmup=True):
+    """Loads one version directory and replays its warmup requests."""
+    loaded = tf.saved_model.load(path, tags=["serve"])
+    servable = Servable(name, version, path, loaded, read_signature_defs(path))
+    if not servable.signatures:
+        raise ValueError(f"{path} has no callable signatures")
+    warmup_path = os.path.join(path, WARMUP_FILE)
+    if warmup and os.path.exists(warmup_path):
+        count = 0
+        for record in tf.data.TFRecordDataset(warmup_path).take(MAX_WARMUP_RECORDS):
+            entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            if entry.WhichOneof("log_type") != "predict_log":
+                raise ValueError(
+                    f"{warmup_path}: record {count} is a "
+                    f"{entry.WhichOneof('log_type')}; tfner.serve replays predict_log only"
+                )
+            request = entry.predict_log.request
+            signature = servable.signature(request.model_spec.signature_name)
+            signature.run({k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+            count += 1
+        log.info("warmed up %s version %d with %d request(s)", name, version, count)
+    return servable
+
+
+def list_versions(base_path):
+    """Integer-named version folders holding a SavedModel -> {version: path}."""
+    found = {}
+    try:
+        entries = os.listdir(base_path)
+    except OSError:
+        return None
+    for entry in entries:
+        # TF Serving's rule: the folder name is the version, digits only.
+        if not entry.isdigit():
+            continue
+        path = os.path.join(base_path, entry)
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            found[int(entry)] = path
+    return found
+
+
+def _stamp(path):
+    """Changes whenever any file of a version folder changes.
+
+    A version that failed to load (say, a writer that copied saved_model.pb
+    before variables/) is retried once its stamp moves.
+    """
+    entries = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                stat = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            entries.append((os.path.relpath(os.path.join(root, name), path), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(entries))
+
+
+class _Model:
+    def __init__(self, spec):
+        self.spec = spec
+        self.available = {}  # version -> Servable
+        self.status = {}  # version -> (State, grpc.StatusCode, message)
+        self.failed = {}  # version -> stamp of the folder that failed to load
+        self.warned_missing = False
+
+
+class ModelStore:
+    """Serves the versions each model's policy wants, as the disk changes.
+
+    Args:
+        specs: list of ModelSpecConfig. The models to serve.
+        poll_seconds: float. Filesystem poll period; 0 polls once at start.
+        warmup: bool. Replay assets.extra/tf_serving_warmup_requests on load.
+        on_change: callable or None. Called after a poll that changed what is
+            loaded (the server updates health and metrics there).
+    """
+
+    def __init__(self, specs, poll_seconds=1.0, warmup=True, on_change=None):
+        self._lock = threading.Lock()  # Guards the routing tables below.
+        self._poll_lock = threading.Lock()  # One poll or reload at a time.
+        self._models = {spec.name: _Model(spec) for spec in specs}
+        self._retiring = []  # Servables out of routing, waiting for users == 0.
+        self._poll_seconds = poll_seconds
+        self._warmup = warmup
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._thread = None
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def start(self):
+        """Polls once now, then in a background thread every poll_seconds."""
+        self.poll()
+        if self._poll_seconds > 0:
+            self._thread = threading.Thread(target=self._poll_loop, name="model-poller", daemon=True)
+            self._thread.start()
+
+    def _poll_loop(self):
+        while not self._stop.wait(self._poll_seconds):
+            try:
+                self.poll()
+            except Exception:  # Keep serving what is loaded; say why.
+                log.exception("filesystem poll failed")
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    # ---- polling ---------------------------------------------------------
+
+    def poll(self):
+        """Brings every model in line with its base path and policy."""
+        with self._poll_lock:
+            changed = False
+            for model in list(self._models.values()):
+                changed |= self._sync(model)
+            changed |= self._drop_retired()
+        if changed and self._on_change:
+            self._on_change()
+
+    def _sync(self, model):
+        spec = model.spec
+        on_disk = list_versions(spec.base_path)
+        if on_disk is None:
+            if not model.warned_missing:
+                log.warning("model %s: base path %s does not exist (yet); watching it", spec.name, spec.base_path)
+                model.warned_missing = True
+            on_disk = {}
+        # A version that failed to load is retried only once its folder changes.
+        candidates = {
+            v: p for v, p in on_disk.items()
+            if v not in model.failed or model.failed[v] != _stamp(p)
+        }
+        wanted = spec.wanted_versions(candidates)
+        changed = False
+        for version in wanted:
+            if version in model.available:
+                continue
+            changed = True
+            self._load(model, version, candidates[version])
+        with self._lock:
+            keep = set(wanted) & set(model.available)
+            if not keep:
+                keep = set(model.available)  # Nothing new came up: keep what serves.
+            for version in sorted(set(model.available) - keep):
+                self._retire(model, version)
+                changed = True
+        return changed
+
+    def _load(self, model, version, path):
+        name = model.spec.name
+        with self._lock:
+            model.status[version] = (State.LOADING, grpc.StatusCode.OK, "")
+        started = time.monotonic()
+        try:
+            servable = load_servable(name, version, path, warmup=self._warmup)
+        except Exception as e:  # A bad export must not take the server down.
+            log.error("model %s version %d at %s failed to load: %s", name, version, path, e)
+            with self._lock:
+                model.failed[version] = _stamp(path)
+                model.status[version] = (
+                    State.END,
+                    grpc.StatusCode.UNKNOWN,
+                    f"failed to load {path}: {type(e).__name__}: {e}",
+                )
+            return
+        with self._lock:
+            model.failed.pop(version, None)
+            model.available[version] = servable
+            model.status[version] = (State.AVAILABLE, grpc.StatusCode.OK, "")
+        log.info("model %s: loaded version %d from %s in %.1fs", name, version, path, time.monotonic() - started)
+
+    def _retire(self, model, version):
+        # Caller holds self._lock.
+        servable = model.available.pop(version)
+        model.status[version] = (State.UNLOADING, grpc.StatusCode.OK, "")
+        self._retiring.append((model, servable))
+        log.info("model %s: retiring version %d", model.spec.name, version)
+
+    def _drop_retired(self):
+        dropped = False
+        with self._lock:
+            still = []
+            for model, servable in self._retiring:
+                if servable.users:
+                    still.append((model, servable))
+                    continue
+                if model.status.get(servable.version, (None,))[0] == State.UNLOADING:
+                    model.status[servable.version] = (State.END, grpc.StatusCode.OK, "")
+                log.info("model %s: unloaded version %d", servable.name, servable.version)
+                dropped = True
+            self._retiring = still
+        return dropped
+
+    def reload(self, specs):
+        """Replaces the served model list (HandleReloadConfigRequest) and polls."""
+        with self._poll_lock:
+            with self._lock:
+                models = {}
+                for spec in specs:
+                    model = self._models.get(spec.name) or _Model(spec)
+                    if model.spec.base_path != spec.base_path:
+                        for version in sorted(model.available):
+                            self._retire(model, version)
+                        model = _Model(spec)
+                    model.spec = spec
+                    models[spec.name] = model
+                for name, model in self._models.items():
+                    if name not in models:
+                        for version in sorted(model.available):
+                            self._retire(model, version)
+                self._models = models
+        self.poll()
+
+    # ---- routing ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def acquire(self, name, version=None, label=None):
+        """Yields the Servable a request names; holds it until the block exits.
+
+        Args:
+            name: str. Model name.
+            version: int or None. A specific version.
+            label: str or None. A version label from the config.
+
+        Raises:
+            ServingError: NOT_FOUND for an unknown model, version or label;
+                UNAVAILABLE when the model has no loaded version yet.
+        """
+        with self._lock:
+            servable = self._resolve(name, version, label)
+            servable.users += 1
+        try:
+            yield servable
+        finally:
+            with self._lock:
+                servable.users -= 1
+
+    def _resolve(self, name, version, label):
+        model = self._models.get(name)
+        if model is None:
+            raise ServingError(
+                grpc.StatusCode.NOT_FOUND,
+                f"model {name!r} is not served here; served models: "
+                f"{', '.join(sorted(self._models)) or 'none'}",
+            )
+        if label:
+            if label not in model.spec.labels:
+                known = ", ".join(f"{k}->{v}" for k, v in sorted(model.spec.labels.items()))
+                raise ServingError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"model {name!r} has no version label {label!r}; labels: {known or 'none'}",
+                )
+            version = model.spec.labels[label]
+        if version is None:
+            if not model.available:
+                raise ServingError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"model {name!r} has no loaded version yet; tfner.serve is watching "
+                    f"{model.spec.base_path} for integer version folders",
+                )
+            return model.available[max(model.available)]
+        if version not in model.available:
+            via = f" (label {label!r})" if label else ""
+            state = model.status.get(version)
+            detail = f"; its state is {State.Name(state[0])}" if state else ""
+            raise ServingError(
+                grpc.StatusCode.NOT_FOUND,
+                f"model {name!r} version {version}{via} is not loaded{detail}; "
+                f"loaded versions: {sorted(model.available) or 'none'}",
+            )
+        return model.available[version]
+
+    # ---- introspection ---------------------------------------------------
+
+    def model_names(self):
+        with self._lock:
+            return sorted(self._models)
+
+    def loaded_versions(self):
+        """{model name: sorted loaded versions}."""
+        with self._lock:
+            return {name: sorted(m.available) for name, m in self._models.items()}
+
+    def version_status(self, name, version=None, label=None):
+        """[(version, State, grpc.StatusCode, message)], highest version first."""
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                raise ServingError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"model {name!r} is not served here; served models: "
+                    f"{', '.join(sorted(self._models)) or 'none'}",
+                )
+            if label:
+                if label not in model.spec.labels:
+                    raise ServingError(
+                        grpc.StatusCode.NOT_FOUND, f"model {name!r} has no version label {label!r}"
+                    )
+                version = model.spec.labels[label]
+            if version is not None:
+                if version not in model.status:
+                    raise ServingError(
+                        grpc.StatusCode.NOT_FOUND,
+                        f"model {name!r} has no version {version}; known versions: "
+                        f"{sorted(model.status) or 'none'}",
+                    )
+                return [(version, *model.status[version])]
+            if not model.status:
+                raise ServingError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"model {name!r} has no versions yet; tfner.serve is watching "
+                    f"{model.spec.base_path} for integer version folders",
+                )
+            return [(v, *model.status[v]) for v in sorted(model.status, reverse=True)]

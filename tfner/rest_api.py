@@ -1,0 +1,261 @@
+"""TensorFlow Serving's REST API, on tfner.serve's --rest_api_port.
+
+Routes, as tensorflow_model_server exposes them:
+
+    POST /v1/models/NAME[/versions/N | /labels/L]:predict
+    GET  /v1/models/NAME[/versions/N | /labels/L]            model status
+    GET  /v1/models/NAME[/versions/N | /labels/L]/metadata   signature defs
+    GET  <prometheus path of --monitoring_config_file>       metrics
+
+A predict body is either row format, one entry per text,
+
+    {"instances": ["北京欢迎你", "他从上海来"]}          (sole input)
+    {"instances": [{"text": "北京欢迎你"}, ...]}          (named inputs)
+
+answered as {"predictions": [{"num_entities": 1, "entity_texts": [...], ...}]},
+or columnar format,
+
+    {"inputs": {"text": ["北京欢迎你", "他从上海来"]}}    or {"inputs": [...]}
+
+answered as {"outputs": {"num_entities": [1, 1], ...}}. Binary strings travel
+as {"b64": "<base64>"}. Errors come back as {"error": "<message>"} with the
+HTTP status TF Serving uses for the gRPC code.
+"""
+
+import base64
+import binascii
+import http.server
+import json
+import logging
+import re
+import time
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+
+from tfner.predictor import invalid
+from tfner.serving_errors import ServingError
+
+log = logging.getLogger("tfner.serve")
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+_ROUTE = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?P<tail>:predict|/metadata)?$"
+)
+
+
+def _string_leaf(key, value):
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except binascii.Error as e:
+            raise invalid(f"input {key!r}: bad base64 in {{\"b64\": ...}}: {e}") from None
+    raise invalid(f"input {key!r} expects strings; got {type(value).__name__} {json.dumps(value)[:40]}")
+
+
+def _strings(key, value):
+    if isinstance(value, list):
+        return [_strings(key, v) for v in value]
+    return _string_leaf(key, value)
+
+
+def json_to_array(key, value, tensor_info, limits):
+    """A JSON value for one input -> numpy array of the signature's dtype."""
+    del limits  # Checked by the Predictor once the array exists.
+    if tensor_info.dtype == tf.string.as_datatype_enum:
+        array = np.array(_strings(key, value), dtype=object)
+        if not all(isinstance(v, bytes) for v in array.reshape(-1)):
+            raise invalid(f"input {key!r} is ragged; every row needs the same length")
+        return array
+    try:
+        return np.array(value, dtype=tf.dtypes.as_dtype(tensor_info.dtype).as_numpy_dtype)
+    except (ValueError, TypeError) as e:
+        raise invalid(f"input {key!r} does not convert to the signature's dtype: {e}") from None
+
+
+def array_to_json(array):
+    """numpy -> JSON-ready nested lists; strings as UTF-8 text or {"b64": ...}."""
+    if array.dtype == object:
+        def leaf(value):
+            if isinstance(value, bytes):
+                try:
+                    return value.decode("utf-8")
+                except UnicodeDecodeError:
+                    return {"b64": base64.b64encode(value).decode("ascii")}
+            return value
+        return np.vectorize(leaf, otypes=[object])(array).tolist() if array.size else array.tolist()
+    return array.tolist()
+
+
+def parse_predict_body(body, signature):
+    """The decoded JSON body -> (format, {input key: JSON value})."""
+    if not isinstance(body, dict):
+        raise invalid("the request body must be a JSON object with \"instances\" or \"inputs\"")
+    keys = set(body) & {"instances", "inputs"}
+    if len(keys) != 1:
+        raise invalid("the request body needs exactly one of \"instances\" (row format) or \"inputs\" (columnar)")
+    sole = next(iter(signature.inputs)) if len(signature.inputs) == 1 else None
+
+    def named(value):
+        return isinstance(value, dict) and set(value) != {"b64"}
+
+    if "instances" in body:
+        instances = body["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise invalid("\"instances\" must be a non-empty list, one entry per example")
+        if all(named(i) for i in instances):
+            keys = set().union(*instances)
+            for index, instance in enumerate(instances):
+                if set(instance) != keys:
+                    raise invalid(
+                        f"instances[{index}] has keys {sorted(instance)}; every instance "
+                        f"needs the same keys {sorted(keys)}"
+                    )
+            return "row", {k: [i[k] for i in instances] for k in keys}
+        if any(named(i) for i in instances) or sole is None:
+            raise invalid(
+                "instances mix named and bare values; with several inputs every "
+                "instance must be an object of named inputs"
+            )
+        return "row", {sole: instances}
+    inputs = body["inputs"]
+    if named(inputs):
+        return "columnar", inputs
+    if sole is None:
+        raise invalid("\"inputs\" must be an object of named inputs: the signature has several")
+    return "columnar", {sole: inputs}
+
+
+class RestServer(http.server.ThreadingHTTPServer):
+    """ThreadingHTTPServer bound to a Predictor.
+
+    Args:
+        address: (host, port).
+        predictor: predictor.Predictor.
+        metrics: serving_metrics.Metrics.
+        metrics_path: str or None. Where Prometheus metrics are served.
+        timeout_s: float. Deadline given to each REST predict request.
+    """
+
+    daemon_threads = False
+    block_on_close = True  # server_close() waits for in-flight requests.
+
+    def __init__(self, address, predictor, metrics, metrics_path=None, timeout_s=30.0):
+        self.predictor = predictor
+        self.metrics = metrics
+        self.metrics_path = metrics_path
+        self.timeout_s = timeout_s
+        super().__init__(address, _Handler)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "tfner-serve"
+    error_content_type = "application/json"
+
+    def log_message(self, format, *args):  # noqa: A002 (stdlib signature)
+        log.debug("rest %s - %s", self.address_string(), format % args)
+
+    # ---- plumbing ----------------------------------------------------------
+
+    def _send(self, status, payload, content_type="application/json"):
+        data = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _route(self):
+        match = _ROUTE.match(self.path.split("?", 1)[0])
+        if not match:
+            return None
+        version = int(match["version"]) if match["version"] else None
+        return match["name"], version, match["label"], match["tail"] or ""
+
+    def _answer(self, method, model, work):
+        code = grpc.StatusCode.OK
+        try:
+            status, payload = 200, work()
+        except ServingError as e:
+            code, status, payload = e.code, e.http_status, {"error": e.message}
+        except Exception as e:  # Never leak a traceback as a half-written reply.
+            log.exception("REST %s failed", method)
+            code, status, payload = grpc.StatusCode.INTERNAL, 500, {"error": f"internal error: {e}"}
+        if model not in self.server.predictor.store.model_names():
+            model = "<other>"  # Callers choose names: keep label values bounded.
+        self.server.metrics.inc(
+            "tfner_serving_requests_total", api="rest", method=method, model=model, code=code.name
+        )
+        self._send(status, payload)
+
+    # ---- verbs -------------------------------------------------------------
+
+    def do_GET(self):  # noqa: N802 (stdlib naming)
+        if self.server.metrics_path and self.path.split("?", 1)[0] == self.server.metrics_path:
+            self._send(200, self.server.metrics.render().encode("utf-8"), "text/plain; version=0.0.4")
+            return
+        route = self._route()
+        if route is None or route[3] == ":predict":
+            self._send(404, {"error": f"no such resource {self.path!r}; see /v1/models/NAME[/metadata]"})
+            return
+        name, version, label, tail = route
+        predictor = self.server.predictor
+        if tail == "/metadata":
+            def work():
+                response = predictor.metadata(name, version, label, ["signature_def"])
+                payload = json.loads(json_format.MessageToJson(response, preserving_proto_field_name=True))
+                payload["metadata"]["signature_def"].pop("@type", None)  # TF Serving omits it.
+                return payload
+            self._answer("GetModelMetadata", name, work)
+        else:
+            def work():
+                response = predictor.status(name, version, label)
+                return json.loads(json_format.MessageToJson(
+                    response, preserving_proto_field_name=True,
+                    always_print_fields_with_no_presence=True))
+            self._answer("GetModelStatus", name, work)
+
+    def do_POST(self):  # noqa: N802
+        route = self._route()
+        if route is None or route[3] != ":predict":
+            self._send(404, {"error": f"no such resource {self.path!r}; POST /v1/models/NAME:predict"})
+            return
+        name, version, label, _ = route
+        deadline = time.monotonic() + self.server.timeout_s
+
+        def work():
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY_BYTES:
+                raise invalid(f"the request body has {length} bytes; the limit is {MAX_BODY_BYTES}")
+            try:
+                body = json.loads(self.rfile.read(length).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise invalid(f"the request body is not UTF-8 JSON: {e}") from None
+            signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
+            parsed = {}
+
+            def inputs(signature):
+                parsed["format"], values = parse_predict_body(body, signature)
+                return values
+
+            _, _, outputs = self.server.predictor.predict(
+                name, version, label, signature_name, inputs, json_to_array, deadline=deadline
+            )
+            if parsed["format"] == "columnar":
+                if len(outputs) == 1:
+                    return {"outputs": array_to_json(next(iter(outputs.values())))}
+                return {"outputs": {k: array_to_json(v) for k, v in outputs.items()}}
+            columns = {k: array_to_json(v) for k, v in outputs.items()}
+            rows = len(next(iter(columns.values())))
+            if len(columns) == 1:
+                return {"predictions": next(iter(columns.values()))}
+            return {"predictions": [{k: v[i] for k, v in columns.items()} for i in range(rows)]}
+
+        self._answer("Predict", name, work)
