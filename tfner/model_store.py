@@ -157,7 +157,7 @@ def list_versions(base_path):
         return None
     for entry in entries:
         # TF Serving's rule: the folder name is the version, digits only.
-        if not entry.isdigit():
+        if not (entry.isascii() and entry.isdigit()):
             continue
         path = os.path.join(base_path, entry)
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
