@@ -16,7 +16,7 @@ on the same test set, from its best-on-dev epoch as tfner is.
 
 Like with like, choices made:
 - Vocabulary: both sides use the BERT-Base Chinese vocab.txt (21,128 entries; --vocab), tfner through
-  `--set data.vocab=...` (its scratch default would build a ~1,900-entry vocab from train), so both models
+  `--set data.vocab=...` (its scratch default would build a 1,771-entry vocab from train), so both models
   have the same embedding table. One token per character on both sides: the peer maps characters to ids
   with the rule of tfner.tokenizer (the character itself, else its whitespace / full-width / lowercase /
   accent-free form, else [UNK]) -- no wordpiece.
@@ -30,7 +30,10 @@ runs under --peer_python (default: /work/bench-venv/bin/python if present, else 
 torch, transformers and seqeval; without torch the peer is skipped with a message.
 
 Reported per side: best dev F1, test F1, train tokens/s (characters per second over the optimizer steps,
-dev evaluation excluded, and over the whole fit, dev evaluation included) and peak RSS.
+dev evaluation excluded, and over the whole fit, dev evaluation included), tokens per CPU-second, and peak
+RSS. The two full runs are sequential, so on a shared machine their wall-clock rates see different loads;
+after them (--throughput_rounds, default 6) both sides' train steps run again in alternating rounds, each
+process idle while the other works, which gives the throughput ratio to quote.
 """
 
 import argparse
@@ -561,8 +564,10 @@ def report(results: list[dict], throughput: dict | None) -> str:
         ("peak RSS", lambda r: f"{r['peak_rss_mb']:.0f} MB"),
     ]
     done = [r for r in results if "skipped" not in r]
-    lines = ["| | " + " | ".join(r["side"] for r in done) + " |", "|---|" + "---|" * len(done)]
-    lines += [f"| {name} | " + " | ".join(get(r) for r in done) + " |" for name, get in rows]
+    lines = []
+    if done:
+        lines = ["| | " + " | ".join(r["side"] for r in done) + " |", "|---|" + "---|" * len(done)]
+        lines += [f"| {name} | " + " | ".join(get(r) for r in done) + " |" for name, get in rows]
     if len(done) == 2:
         a, b = done
         lines.append("")
