@@ -183,3 +183,15 @@ def test_in_process_predictor_matches_module(tiny_run, module):
     predictor = SavedModelPredictor(tiny_run["export"])
     direct = entities_from_outputs({k: v.numpy() for k, v in module(tf.constant(TEXTS)).items()})
     assert predictor.predict(TEXTS) == direct
+
+
+def test_module_without_confidence_finds_the_same_entities(module):
+    from tfner.inference import NerModule
+
+    fast = NerModule(module.model, module.tokenizer, module.tag_set, module.max_seq_length,
+                     module.window - module.stride, with_confidence=False)
+    full = entities_from_outputs({k: v.numpy() for k, v in module(tf.constant(TEXTS)).items()})
+    quick = entities_from_outputs({k: v.numpy() for k, v in fast(tf.constant(TEXTS)).items()})
+    assert [[(e["label"], e["start"], e["end"]) for e in row] for row in quick] == \
+        [[(e["label"], e["start"], e["end"]) for e in row] for row in full]
+    assert all(e["score"] == 1.0 for row in quick for e in row)

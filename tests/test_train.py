@@ -157,5 +157,8 @@ def test_resume_after_sigkill_reaches_the_same_result(tiny_run, tmp_path):
     resumed = json.load(open(tmp_path / "run" / "metrics.json"))
     expected = tiny_run["summary"]
     assert resumed["steps"] == expected["steps"]
+    assert resumed["resumed_from_step"] > 0 and expected["resumed_from_step"] is None
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]  # the epoch before the kill is kept
+    assert [h["dev_f1"] for h in resumed["history"]] == pytest.approx([h["dev_f1"] for h in expected["history"]])
     assert resumed["best_dev_f1"] == pytest.approx(expected["best_dev_f1"], abs=1e-6)
     assert resumed["test"]["f1"] == pytest.approx(expected["test"]["f1"], abs=1e-6)

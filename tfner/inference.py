@@ -32,11 +32,14 @@ class NerModule(tf.Module):
         tag_set: TagSet. The model's tags.
         max_seq_length: int. Tokens per window, [CLS] and [SEP] included.
         window_overlap: int. Characters shared by consecutive windows.
+        with_confidence: bool. Compute entity scores (CRF forward-backward); False gives every entity 1.0,
+            for callers that only need the spans (dev scoring during training).
     """
 
     def __init__(self, model: NerTagger, tokenizer: CharTokenizer, tag_set: TagSet, max_seq_length: int,
-                 window_overlap: int = 32):
+                 window_overlap: int = 32, with_confidence: bool = True):
         super().__init__(name="ner_module")
+        self.with_confidence = with_confidence
         self.model, self.tokenizer, self.tag_set = model, tokenizer, tag_set
         self.max_seq_length = max_seq_length
         self.window = max_seq_length - 2
@@ -75,7 +78,9 @@ class NerModule(tf.Module):
         longest = tf.reduce_max(tf.concat([[0], tf.cast(window_tokens.row_lengths(), tf.int32)], axis=0))
         features = self.tokenizer.pack(window_tokens, longest + 2)
         emissions = self.model(features, training=False)
-        window_tags, window_confidence = self.model.decode(emissions, character_mask(features["padding_mask"]))
+        window_tags, window_confidence = self.model.decode(
+            emissions, character_mask(features["padding_mask"]), self.with_confidence
+        )
 
         # Step 4: for each character, the window it takes its tag from.
         next_starts = tf.concat([starts[:, 1:], tf.fill([starts.nrows(), 1], 2**30)], axis=1)

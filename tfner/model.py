@@ -48,6 +48,9 @@ class NerTagger(keras.Model):
 
     def call(self, inputs, training=False):
         """Backbone inputs {"token_ids", "segment_ids", "padding_mask"} [B, T] -> float32 emissions [B, T - 1, tags]."""
+        # Rebuilt in the backbone's own key order: Keras hands a subclassed model's dict input over with sorted
+        # keys, and the functional backbone warns about any order but the one it was built with.
+        inputs = {name: inputs[name] for name in ("token_ids", "segment_ids", "padding_mask")}
         sequence = self.backbone(inputs, training=training)["sequence_output"]
         sequence = self.head_dropout(sequence[:, 1:], training=training)  # drop [CLS]: position i = character i
         return tf.cast(self.emission(sequence), tf.float32)
@@ -64,15 +67,18 @@ class NerTagger(keras.Model):
         cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tags, logits=emissions)
         return tf.reduce_sum(cross_entropy * tf.cast(mask, tf.float32), axis=1)
 
-    def decode(self, emissions, mask):
+    def decode(self, emissions, mask, with_confidence=True):
         """Best tags and their confidence: (int32 [B, L], float32 [B, L]), zeros where mask is False.
 
         Confidence is the posterior marginal probability of the chosen tag (CRF forward-backward), or its
-        softmax probability for the softmax head.
+        softmax probability for the softmax head. Forward-backward costs about as much as Viterbi again, so
+        callers that only need tags (dev scoring) pass with_confidence=False and get 1.0 instead.
         """
         mask = tf.cast(mask, tf.bool)
         if self.crf is not None:
             tags = self.crf(emissions, mask)
+            if not with_confidence:
+                return tags, tf.cast(mask, tf.float32)
             probabilities = self.crf.marginals(emissions, mask)
         else:
             probabilities = tf.nn.softmax(emissions) * tf.cast(mask, tf.float32)[..., None]

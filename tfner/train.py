@@ -132,8 +132,10 @@ class Trainer:
         if not self.is_chief:  # other workers write too (collective save), but to a scratch folder
             checkpoint_dir = os.path.join(config.run_dir, f".worker-{strategy.cluster_resolver.task_id}")
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=t.keep_checkpoints)
+        # Dev scoring runs the export's own function; only the entity scores, which F1 ignores, are skipped.
         self.inference = NerModule(
-            self.model, self.tokenizer, corpus.tag_set, self.max_seq_length, config.export.window_overlap
+            self.model, self.tokenizer, corpus.tag_set, self.max_seq_length, config.export.window_overlap,
+            with_confidence=False,
         )
         self._train_step = None
 
@@ -210,12 +212,16 @@ class Trainer:
     # ---- the loop -------------------------------------------------------------------------------------------
     def fit(self) -> dict:
         config, t = self.config, self.config.train
+        resumed_from = None
         if self.manager.latest_checkpoint:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            print(f"resumed from {self.manager.latest_checkpoint} at step {int(self.step.numpy())}")
+            resumed_from = int(self.step.numpy())
+            print(f"resumed from {self.manager.latest_checkpoint} at step {resumed_from}")
         writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "logs")) if self.is_chief else None
         train_step = self.make_train_step()
-        history, started, tokens_seen = [], time.time(), 0
+        history_path = os.path.join(config.run_dir, "history.json")
+        history = _read_json(history_path, default=[])  # epochs finished before a resume
+        started, tokens_seen, step_seconds = time.time(), 0, 0.0
         while int(self.step.numpy()) < self.total_steps:
             epoch, position = divmod(int(self.step.numpy()), self.steps_per_epoch)
             steps_this_epoch = min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch) - position
@@ -226,9 +232,11 @@ class Trainer:
             print(f"epoch {epoch + 1}/{t.epochs}" + (f" (resuming at step {position})" if position else ""))
             epoch_start, epoch_tokens = time.time(), 0
             for _ in range(steps_this_epoch):
+                step_start = time.time()
                 loss, tokens = train_step(iterator)
                 self.step.assign_add(1)
                 epoch_tokens += int(tokens)
+                step_seconds += time.time() - step_start
                 step = int(self.step.numpy())
                 rate = epoch_tokens / max(time.time() - epoch_start, 1e-9)
                 bar.add(1, [("loss", float(loss)), ("tokens/s", rate)])
@@ -254,16 +262,19 @@ class Trainer:
                     self.save_best()
             else:  # no dev set: the last epoch is the best we know
                 self.save_best()
-            history.append(record)
             self.manager.save(checkpoint_number=int(self.step.numpy()))
+            history = [h for h in history if h["epoch"] != record["epoch"]] + [record]
+            if self.is_chief:  # after the checkpoint: a resumed run redoes an epoch whose record is missing
+                _write_json(history_path, history)
         if not tf.io.gfile.exists(os.path.join(config.run_dir, "best")):
             self.save_best()  # a run resumed after its last step still leaves a best/
-        elapsed = time.time() - started
         return {
             "history": history,
             "best_dev_f1": float(self.best_f1.numpy()) if self.corpus.dev else None,
-            "train_seconds": elapsed,
-            "train_tokens_per_second": tokens_seen / elapsed if elapsed and tokens_seen else None,
+            "resumed_from_step": resumed_from,
+            "train_seconds": time.time() - started,  # this process's fit: steps, dev scoring, checkpoints
+            "step_seconds": step_seconds,  # train steps only (input pipeline and first-step tracing included)
+            "train_tokens_per_second": tokens_seen / step_seconds if tokens_seen else None,
             "steps": int(self.step.numpy()),
         }
 
@@ -282,6 +293,20 @@ class Trainer:
         if tf.io.gfile.exists(final):
             tf.io.gfile.rmtree(final)
         tf.io.gfile.rename(staging, final)
+
+
+def _read_json(path: str, default):
+    if not tf.io.gfile.exists(path):
+        return default
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _write_json(path: str, value) -> None:
+    """Writes JSON to a temporary name, then renames it into place."""
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
@@ -350,8 +375,7 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None) -> dic
                 summary["test"] = evaluate_saved_model(summary["export"], corpus.test)
         elif corpus.test:
             summary["test"] = trainer.evaluate(corpus.test)
-        with open(os.path.join(config.run_dir, "metrics.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2, ensure_ascii=False)
+        _write_json(os.path.join(config.run_dir, "metrics.json"), summary)
     else:
         shutil.rmtree(trainer.manager.directory, ignore_errors=True)
     return summary
@@ -366,7 +390,10 @@ def print_summary(summary: dict, config: Config) -> None:
               f"R {summary['test']['recall']:.4f})")
         print(metrics.format_table(summary["test"]))
     if summary.get("train_tokens_per_second"):
-        print(f"train time       {summary['train_seconds']:.1f} s, {summary['train_tokens_per_second']:.0f} tokens/s")
+        print(f"train time       {summary['train_seconds']:.1f} s in all, {summary['step_seconds']:.1f} s in train "
+              f"steps: {summary['train_tokens_per_second']:.0f} tokens/s")
+    if summary.get("resumed_from_step") is not None:
+        print(f"resumed          from step {summary['resumed_from_step']} (times cover this process only)")
     print(f"run dir          {config.run_dir}")
     if "export" in summary:
         print(f"export           {summary['export']}")
