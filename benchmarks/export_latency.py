@@ -63,7 +63,7 @@ class Callers:
         self.model_path = resolve_version(model_path)
         self.signature = tf.saved_model.load(self.model_path).signatures["serving_default"]
         self.module = load_run(run_dir)
-        model, tokenizer = self.module.model, self.module.tokenizer
+        model = self.module.model
         self.window, self.stride = self.module.window, self.module.stride
         spec = {name: tf.TensorSpec([None, None], dtype) for name, dtype in
                 (("token_ids", tf.int32), ("segment_ids", tf.int32), ("padding_mask", tf.bool))}

@@ -111,7 +111,6 @@ class NerModule(tf.Module):
         is_first = tf.equal(position, tf.gather(row_start, rows))
         is_last = tf.equal(position + 1, tf.gather(row_limit, rows))
         previous = tf.concat([[0], flat[:-1]], axis=0)
-        following = tf.concat([flat[1:], [0]], axis=0)
         previous_closed = tf.gather(self._is_outside, previous) | tf.gather(self._closes, previous)
         starts = ~outside & (
             tf.gather(self._opens, flat) | is_first | previous_closed | tf.not_equal(tf.gather(self._type_ids, previous), types)

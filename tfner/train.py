@@ -21,19 +21,20 @@ import sys
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from tfner import data, demo, metrics
+from tfner import export as export_lib
 from tfner import checkpoint as checkpoint_lib
 from tfner.config import Config, load_config, save_config
 from tfner.distribute import make_strategy
 from tfner.evaluate import evaluate_saved_model
 from tfner.inference import NerModule
 from tfner.labels import TagSet
-from tfner.model import NerTagger, build_tagger, character_mask
+from tfner.model import build_tagger
 from tfner.optimization import make_optimizers
+from tfner.predict import entities_from_outputs
 from tfner.tokenizer import CharTokenizer, build_vocabulary, read_vocabulary, write_vocabulary
 
 log = logging.getLogger("tfner.train")
@@ -201,8 +202,9 @@ class Trainer:
         """Spans for texts through NerModule, the function the export serves."""
         predictions = []
         for i in range(0, len(texts), batch_size):
-            out = self.inference(tf.constant(texts[i : i + batch_size]))
-            predictions.extend(spans_from_outputs(out))
+            out = {k: v.numpy() for k, v in self.inference(tf.constant(texts[i : i + batch_size])).items()}
+            predictions.extend([data.Span(e["start"], e["end"], e["label"]) for e in row]
+                               for row in entities_from_outputs(out))
         return predictions
 
     def evaluate(self, examples: list[data.Example]) -> dict:
@@ -317,16 +319,6 @@ def scalar_summary(name: str, value, step: int) -> None:
     tf.summary.write(name, tf.cast(value, tf.float32), step=step, metadata=_SCALAR_METADATA)
 
 
-def spans_from_outputs(outputs: dict) -> list[list[data.Span]]:
-    """Serving outputs (tensors or arrays) -> one span list per text."""
-    counts = np.asarray(outputs["num_entities"])
-    labels, starts, ends = (np.asarray(outputs[k]) for k in ("entity_labels", "entity_starts", "entity_ends"))
-    return [
-        [data.Span(int(starts[r, i]), int(ends[r, i]), labels[r, i].decode("utf-8")) for i in range(counts[r])]
-        for r in range(len(counts))
-    ]
-
-
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
@@ -355,8 +347,6 @@ def prepare_run_dir(config: Config, corpus: Corpus) -> None:
 
 def train(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
     """Trains, scores dev each epoch and test at the end, exports the best model; returns the summary."""
-    from tfner import export as export_lib  # export imports train's helpers; imported here to keep one direction
-
     # The strategy comes first: multi-worker collectives must be configured before TensorFlow runs anything.
     strategy = strategy or make_strategy(config.train.distribute, config.train.tpu)
     keras.utils.set_random_seed(config.train.seed)
