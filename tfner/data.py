@@ -325,6 +325,7 @@ def batch_dataset(
     shuffle_seed: int | None = None,
     static_shapes: bool = False,
     input_context: tf.distribute.InputContext | None = None,
+    repeat: bool = False,
 ) -> tf.data.Dataset:
     """{"text", "tags"} elements -> (features, labels) batches, bucketed by length.
 
@@ -337,6 +338,7 @@ def batch_dataset(
             each epoch, reproducibly), or keep file order if None.
         static_shapes: bool. Pad every batch to its bucket boundary and drop incomplete batches (TPU).
         input_context: tf.distribute.InputContext or None. Shard by input pipeline for multi-worker runs.
+        repeat: bool. Cycle through the (sharded, shuffled) data without end, for loops that count steps.
 
     Returns:
         Batches (features, labels): features {"token_ids", "segment_ids", "padding_mask"} of shape [B, T];
@@ -346,6 +348,8 @@ def batch_dataset(
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if shuffle_seed is not None:
         dataset = dataset.shuffle(100_000, seed=shuffle_seed, reshuffle_each_iteration=False)
+    if repeat:  # after the shuffle: each pass is one permutation, not a mix of several passes
+        dataset = dataset.repeat()
 
     def tokenize(element):
         ids = tokenizer(element["text"])[: max_seq_length - 2]

@@ -58,7 +58,7 @@ class NerModule(tf.Module):
     def __call__(self, texts):
         """[B] UTF-8 strings -> dict of the serving outputs (see export/README.md)."""
         code_points = self.tokenizer.code_points(texts)
-        ids = code_points.with_flat_values(self.tokenizer.table.lookup(code_points.flat_values))
+        ids = self.tokenizer.ids(code_points)  # code points are kept: the entity texts are cut from them
         tags, confidence = self.tag(ids)
         return self.entities(code_points, tags, confidence)
 

@@ -131,10 +131,13 @@ class CharTokenizer(tf.Module):
 
     def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """[B] UTF-8 strings (or a scalar) -> token ids, one per code point, ragged ([B, (chars)] or [(chars)])."""
-        codes = self.code_points(texts)
-        if isinstance(codes, tf.RaggedTensor):
-            return codes.with_flat_values(self.table.lookup(codes.flat_values))
-        return self.table.lookup(codes)
+        return self.ids(self.code_points(texts))
+
+    def ids(self, code_points: tf.Tensor | tf.RaggedTensor) -> tf.Tensor | tf.RaggedTensor:
+        """Code points (from code_points()) -> token ids of the same shape."""
+        if isinstance(code_points, tf.RaggedTensor):
+            return code_points.with_flat_values(self.table.lookup(code_points.flat_values))
+        return self.table.lookup(code_points)
 
     def pack(self, ids: tf.RaggedTensor, sequence_length: int | tf.Tensor) -> dict[str, tf.Tensor]:
         """[B, (chars)] ids -> BertBackbone inputs of shape [B, sequence_length]: [CLS] ids [SEP] [PAD]...

@@ -138,26 +138,27 @@ class Trainer:
             self.model, self.tokenizer, corpus.tag_set, self.max_seq_length, config.export.window_overlap,
             with_confidence=False,
         )
-        self._train_step = None
+        # Encoded once: every epoch reshuffles the same dataset (overlap warnings are logged once, too).
+        self.train_source = (
+            data.tfrecord_dataset(corpus.train_records)
+            if corpus.train_records
+            else data.examples_dataset(data.split_long(corpus.train, self.max_seq_length - 2), corpus.tag_set)
+        )
 
     # ---- data ----------------------------------------------------------------------------------------------
     def epoch_dataset(self, epoch: int, skip: int) -> tf.distribute.DistributedDataset:
-        source = (
-            data.tfrecord_dataset(self.corpus.train_records)
-            if self.corpus.train_records
-            else data.examples_dataset(data.split_long(self.corpus.train, self.max_seq_length - 2), self.corpus.tag_set)
-        )
         seed = self.config.train.seed + epoch
 
         def dataset_fn(context: tf.distribute.InputContext):
             batches = data.batch_dataset(
-                source.repeat(),
+                self.train_source,
                 self.tokenizer,
                 context.get_per_replica_batch_size(self.global_batch),
                 self.max_seq_length,
                 shuffle_seed=seed,
                 static_shapes=self.static_shapes,
                 input_context=context,
+                repeat=True,
             )
             return batches.skip(skip)
 
