@@ -1,17 +1,25 @@
 """Load test of python -m tfner.serve, batching off and on, beside in-process speed.
 
     python benchmarks/serve_load.py --model_base_path export/ner
-    python benchmarks/serve_load.py --model_base_path export/ner --clients 32 --seconds 20
+    python benchmarks/serve_load.py --model_base_path export/ner --texts_per_request 1,2,4 \
+        --batching_parameters_file benchmarks/demo_batching.config
 
-For each server mode it starts `python -m tfner.serve` on loopback, lets
---clients threads (each with its own gRPC channel) send Predict calls of
---texts_per_request texts back to back for --seconds, and reports requests/s,
-texts/s and latency percentiles. Before that, it times the SavedModel called
-in-process (no server) on the same texts, one text per call and
-max_batch_size texts per call: the ceilings the server is measured against.
+For each request size and server mode it starts `python -m tfner.serve` on
+loopback, lets --clients threads (each with its own gRPC channel) send Predict
+calls of that many texts back to back for --seconds, and reports requests/s,
+texts/s, latency percentiles, requests merged per model call, and texts/s as
+a share of the in-process ceiling: the SavedModel called directly (no
+server) on the same texts, one or max_batch_size texts per call, whichever is
+faster (on CPU a large model can gain nothing from batches of texts of mixed
+lengths, all padded to the longest).
 
-Everything runs on this machine: the clients share the CPU with the server,
-so the figures are a lower bound for a server with the machine to itself.
+CPU layout (--cpus): in production the clients run on other machines. With
+`split` (the default on 2+ CPUs) the server and the in-process measurement
+get the first half of this process's CPUs and the clients the other half, so
+the server is compared with the model on the same cores and the clients'
+work does not count against it. `shared` lets everything use every CPU, as
+a crowded single machine would.
+
 Traffic goes to 127.0.0.1 only, and every phase stops after --seconds.
 """
 
@@ -79,6 +87,15 @@ def in_process_rate(path, texts, batch_size, seconds):
     return done / (time.monotonic() - started)
 
 
+def cpu_layout(choice):
+    """(server CPUs, client CPUs) as sets, or (None, None) for no pinning."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if choice == "shared" or len(cpus) < 2:
+        return None, None
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
+
+
 # --------------------------------------------------------------------------
 # against the server
 # --------------------------------------------------------------------------
@@ -91,11 +108,12 @@ def free_port():
 
 
 @contextlib.contextmanager
-def running_server(args, log_path):
+def running_server(args, log_path, cpus=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tfner.serve", *args],
+        proc = subprocess.Popen([sys.executable, "-m", "tfner.serve", *args], preexec_fn=pin,
                                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
     try:
         deadline = time.monotonic() + 120
@@ -120,6 +138,7 @@ def running_server(args, log_path):
 def drive(port, texts, clients, texts_per_request, seconds):
     """N threads send Predict calls for `seconds`; returns (latencies, errors, elapsed)."""
     import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
     from tfner.client import NerClient
 
     requests = []
@@ -130,16 +149,31 @@ def drive(port, texts, clients, texts_per_request, seconds):
 
     latencies = [[] for _ in range(clients)]
     errors = [0] * clients
+    failures = []
     start = threading.Barrier(clients + 1)
     stop_at = [0.0]
+
+    def connect(stub):
+        # Every client connects at once; a full queue here is not part of the
+        # measurement, so back off and retry for a while.
+        for attempt in range(50):
+            try:
+                return stub.Predict(requests[0], timeout=60)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or attempt == 49:
+                    raise
+                time.sleep(0.1)
 
     def client(index):
         options = [("grpc.use_local_subchannel_pool", 1)]  # One connection per client.
         with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
-            from tensorflow_serving.apis import prediction_service_pb2_grpc
-
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            stub.Predict(requests[0], timeout=60)  # Connect outside the clock.
+            try:
+                connect(stub)
+            except Exception as e:
+                failures.append(e)
+                start.abort()  # Wake everyone: the run is void.
+                return
             start.wait()
             n = index
             while time.monotonic() < stop_at[0]:
@@ -155,7 +189,10 @@ def drive(port, texts, clients, texts_per_request, seconds):
     for t in threads:
         t.start()
     stop_at[0] = time.monotonic() + 3600  # Placeholder until every client is connected.
-    start.wait()
+    try:
+        start.wait()
+    except threading.BrokenBarrierError:
+        raise RuntimeError(f"a client could not make its first call: {failures[0]}") from None
     began = time.monotonic()
     stop_at[0] = began + seconds
     for t in threads:
@@ -178,16 +215,28 @@ def calls_per_request(rest_port):
     return total("tfner_serving_model_call_requests_total") / calls if calls else float("nan")
 
 
+def request_sizes(text):
+    sizes = [int(part) for part in text.split(",") if part.strip()]
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return sizes
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_base_path", default=os.path.join(REPO_ROOT, "export", "ner"),
                    help="Folder of integer version folders. Default export/ner.")
     p.add_argument("--clients", type=int, default=16, help="Concurrent clients. Default 16.")
     p.add_argument("--seconds", type=float, default=10.0, help="Length of each phase. Default 10.")
-    p.add_argument("--texts_per_request", type=int, default=1, help="Default 1.")
+    p.add_argument("--texts_per_request", type=request_sizes, default=[1],
+                   help="Texts in each request; several sizes separated by commas run one after "
+                        "the other. Default 1.")
     p.add_argument("--batching_parameters_file",
                    default=os.path.join(REPO_ROOT, "serving", "batching.config"),
-                   help="For the batching-on run. Default serving/batching.config.")
+                   help="For the batching-on runs. Default serving/batching.config.")
+    p.add_argument("--cpus", choices=("split", "shared"), default="split",
+                   help="split: server and in-process on one half of the CPUs, clients on the other "
+                        "(default); shared: no pinning.")
     args = p.parse_args(argv)
 
     sys.path.insert(0, REPO_ROOT)
@@ -199,48 +248,67 @@ def main(argv=None):
         p.error(f"no integer version folder with a SavedModel under {args.model_base_path}")
     path = versions[max(versions)]
     batch = serving_config.load_batch_options(args.batching_parameters_file)
+    too_big = [n for n in args.texts_per_request if n > batch.max_batch_size]
+    if too_big:
+        p.error(f"--texts_per_request {too_big} exceeds max_batch_size {batch.max_batch_size}, "
+                "which is also the largest request the server takes")
+    server_cpus, client_cpus = cpu_layout(args.cpus)
     texts = make_texts()
     rows = []
 
-    print(f"model {path}; {args.clients} clients x {args.seconds:.0f} s; "
-          f"{args.texts_per_request} text(s) per request; batching from {args.batching_parameters_file} "
-          f"(max_batch_size {batch.max_batch_size}, timeout {batch.batch_timeout_s * 1e3:.0f} ms, "
-          f"{batch.num_batch_threads} threads)", flush=True)
-    for size in (1, batch.max_batch_size):
+    layout = ("everything on every CPU" if server_cpus is None else
+              f"server and in-process on CPU {sorted(server_cpus)}, clients on CPU {sorted(client_cpus)}")
+    print(f"model {path}; {args.clients} clients x {args.seconds:.0f} s; {layout}; batching from "
+          f"{args.batching_parameters_file} (max_batch_size {batch.max_batch_size}, timeout "
+          f"{batch.batch_timeout_s * 1e3:.1f} ms, {batch.num_batch_threads} threads)", flush=True)
+
+    # The in-process figures run in this process, on the server's CPUs; the
+    # threads TensorFlow starts here inherit that mask. The client threads
+    # started later inherit the clients' mask.
+    if server_cpus is not None:
+        os.sched_setaffinity(0, server_cpus)
+    ceiling = 0.0
+    for size in sorted({1, batch.max_batch_size}):
         rate = in_process_rate(path, texts, size, args.seconds)
         rows.append((f"in-process SavedModel, {size} text(s)/call", None, rate, None, None, None, None, None))
+        ceiling = max(ceiling, rate)
+    if client_cpus is not None:
+        os.sched_setaffinity(0, client_cpus)
 
     with tempfile.TemporaryDirectory() as tmp:
         monitoring = os.path.join(tmp, "monitoring.config")
         with open(monitoring, "w") as f:
             f.write('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
-        for mode in ("off", "on"):
-            rest_port = free_port()
-            server_args = ["--port", "0", "--bind_address", "127.0.0.1", "--model_name", "ner",
-                           "--model_base_path", args.model_base_path, "--rest_api_port", str(rest_port),
-                           "--monitoring_config_file", monitoring,
-                           "--grpc_max_workers", str(max(32, 2 * args.clients))]
-            if mode == "on":
-                server_args += ["--enable_batching", "--batching_parameters_file",
-                                args.batching_parameters_file]
-            with running_server(server_args, os.path.join(tmp, f"serve-{mode}.log")) as port:
-                latencies, errors, elapsed = drive(port, texts, args.clients, args.texts_per_request,
-                                                   args.seconds)
-                merged = calls_per_request(rest_port)
-            done = len(latencies)
-            rows.append((f"tfner.serve, batching {mode}", done / elapsed,
-                         done * args.texts_per_request / elapsed, percentile_ms(latencies, 50),
-                         percentile_ms(latencies, 95), percentile_ms(latencies, 99), errors, merged))
+        for per_request in args.texts_per_request:
+            for mode in ("off", "on"):
+                rest_port = free_port()
+                server_args = ["--port", "0", "--bind_address", "127.0.0.1", "--model_name", "ner",
+                               "--model_base_path", args.model_base_path, "--rest_api_port", str(rest_port),
+                               "--monitoring_config_file", monitoring,
+                               "--grpc_max_workers", str(max(32, 2 * args.clients))]
+                if mode == "on":
+                    server_args += ["--enable_batching", "--batching_parameters_file",
+                                    args.batching_parameters_file]
+                log_path = os.path.join(tmp, f"serve-{per_request}-{mode}.log")
+                with running_server(server_args, log_path, server_cpus) as port:
+                    latencies, errors, elapsed = drive(port, texts, args.clients, per_request, args.seconds)
+                    merged = calls_per_request(rest_port)
+                done = len(latencies)
+                rows.append((f"tfner.serve, {per_request} text(s)/request, batching {mode}",
+                             done / elapsed, done * per_request / elapsed, percentile_ms(latencies, 50),
+                             percentile_ms(latencies, 95), percentile_ms(latencies, 99), errors, merged))
 
     def fmt(value, spec):
         width = spec.split(".")[0].rstrip("df")
         return format("-", f">{width}") if value is None else format(value, spec)
 
-    header = f"{'':40} {'req/s':>8} {'texts/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6} {'req/call':>8}"
-    print(header)
+    print(f"{'':48} {'req/s':>8} {'texts/s':>8} {'share':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>6} {'req/call':>8}")
     for name, rps, tps, p50, p95, p99, errors, merged in rows:
-        print(f"{name:40} {fmt(rps, '8.1f')} {fmt(tps, '8.1f')} {fmt(p50, '8.1f')} {fmt(p95, '8.1f')} "
-              f"{fmt(p99, '8.1f')} {fmt(errors, '6d')} {fmt(merged, '8.2f')}")
+        share = f"{tps / ceiling:6.0%}"
+        print(f"{name:48} {fmt(rps, '8.1f')} {fmt(tps, '8.1f')} {share} {fmt(p50, '8.1f')} "
+              f"{fmt(p95, '8.1f')} {fmt(p99, '8.1f')} {fmt(errors, '6d')} {fmt(merged, '8.2f')}")
+    print(f"share: texts/s over the better in-process figure ({ceiling:.1f} texts/s)")
     return 0
 
 

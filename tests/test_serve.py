@@ -768,6 +768,29 @@ def test_batcher_pads_merges_and_splits():
         assert results[name]["y"].tolist() == [v * 2 for v in values]
 
 
+def test_batcher_runs_a_full_batch_without_waiting_for_the_timeout():
+    # A request that fills the queue wakes the batch thread; the ones before
+    # it did not (the thread was already waiting on the first one's timeout).
+    options = BatchOptions(max_batch_size=3, batch_timeout_s=120.0, num_batch_threads=1)
+    batcher = batching.Batcher(options)
+    calls, results = [], {}
+    barrier = threading.Barrier(3)
+
+    def send(value):
+        barrier.wait()
+        results[value] = batcher.submit("k", lambda x: calls.append(len(x["x"])) or {"y": x["x"]},
+                                        _rows(value))["y"].tolist()
+
+    threads = [threading.Thread(target=send, args=(v,), daemon=True) for v in ("a", "b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)  # Far below the 120 s timeout: only a missed wake-up waits that long.
+    assert not any(t.is_alive() for t in threads), "the full batch waited for its timeout"
+    batcher.stop()
+    assert calls == [3] and results == {"a": ["a"], "b": ["b"], "c": ["c"]}
+
+
 def test_batcher_queue_full_is_resource_exhausted_and_spares_queued_requests():
     started, release = threading.Event(), threading.Event()
 

@@ -139,7 +139,12 @@ class Batcher:
                 )
             queue.tasks.append(task)
             queue.rows += rows
-            self._cond.notify_all()
+            # Wake the batch threads only when this request changes what they
+            # wait for: a new queue starts a timeout, a full queue is ready.
+            # Otherwise the waiting thread's timeout already covers it, and a
+            # wake-up per request would cost each request a thread switch.
+            if len(queue.tasks) == 1 or queue.rows >= self.options.max_batch_size:
+                self._cond.notify_all()
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         if task.done.wait(timeout):
             if task.error is not None:

@@ -24,12 +24,13 @@ import sys
 import time
 
 import grpc
-import numpy as np
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from tfner import tensor_protos
 
 # The outputs the client reads; `tags` is left on the server (output_filter).
 ENTITY_OUTPUTS = (
@@ -64,30 +65,11 @@ class Entity:
 
 
 def tensor_to_numpy(proto):
-    """A TensorProto of DT_STRING / DT_INT32 / DT_INT64 / DT_FLOAT -> numpy.
-
-    Reads both encodings servers use: typed `*_val` fields or raw
-    little-endian `tensor_content`.
-    """
-    shape = [d.size for d in proto.tensor_shape.dim]
-    if proto.dtype == types_pb2.DT_STRING:
-        return np.array(list(proto.string_val), dtype=object).reshape(shape)
-    kinds = {
-        types_pb2.DT_INT32: (np.int32, "int_val"),
-        types_pb2.DT_INT64: (np.int64, "int64_val"),
-        types_pb2.DT_FLOAT: (np.float32, "float_val"),
-    }
-    if proto.dtype not in kinds:
+    """A response TensorProto -> numpy; ValueError for a dtype a tfner signature never returns."""
+    array = tensor_protos.to_numpy(proto)
+    if array is None:
         raise ValueError(f"unexpected dtype {types_pb2.DataType.Name(proto.dtype)} in the response")
-    dtype, field = kinds[proto.dtype]
-    count = int(np.prod(shape)) if shape else 1
-    if proto.tensor_content:
-        values = np.frombuffer(proto.tensor_content, dtype=np.dtype(dtype).newbyteorder("<"))
-    else:
-        values = np.array(getattr(proto, field), dtype=dtype)
-        if 0 < len(values) < count:  # A repeated last value may be elided.
-            values = np.concatenate([values, np.repeat(values[-1:], count - len(values))])
-    return values.astype(dtype).reshape(shape)
+    return array
 
 
 def entities_from_response(response, num_texts):

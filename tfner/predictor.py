@@ -25,6 +25,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
 from tfner import batching
+from tfner import tensor_protos
 from tfner.model_store import dims_of
 from tfner.serving_errors import ServingError
 
@@ -101,7 +102,8 @@ def array_from_tensor_proto(key, proto, tensor_info, limits):
             f"{len(proto.string_val)} string_val entries"
         )
     try:
-        return tf.make_ndarray(proto)
+        array = tensor_protos.to_numpy(proto)
+        return array if array is not None else tf.make_ndarray(proto)
     except Exception as e:  # Inconsistent content vs. shape.
         raise invalid(f"input {key!r} is malformed: {e}") from e
 

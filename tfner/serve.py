@@ -45,6 +45,7 @@ from tensorflow_serving.apis import prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tfner import serving_config
+from tfner import tensor_protos
 from tfner.model_store import ModelStore
 from tfner.predictor import DEFAULT_MAX_CHARS_PER_TEXT
 from tfner.predictor import DEFAULT_MAX_TEXTS_PER_REQUEST
@@ -134,7 +135,8 @@ class PredictionServicer(_Servicer, prediction_service_pb2_grpc.PredictionServic
             response.model_spec.version.value = servable.version
             response.model_spec.signature_name = signature.name
             for key, value in outputs.items():
-                response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+                proto = tensor_protos.from_numpy(value)
+                response.outputs[key].CopyFrom(proto if proto is not None else tf.make_tensor_proto(value))
             return response
 
         return self._handle("Predict", request, context, work)
