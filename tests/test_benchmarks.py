@@ -1,0 +1,35 @@
+"""The serving load benchmark runs end to end (a short run on the tiny export; its figures are not judged)."""
+
+import os
+import subprocess
+import sys
+
+from tiny import REPO
+
+
+def test_serve_load_runs_both_modes_and_reports_merging(tmp_path, export_factory):
+    base = str(tmp_path / "ner")
+    export_factory(base, 1)
+    batching = tmp_path / "batching.config"
+    batching.write_text("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 20000 }\n"
+                        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 8 }\n")
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "serve_load.py"), "--model_base_path", base,
+         "--clients", "4", "--seconds", "1", "--texts_per_request", "1,2",
+         "--batching_parameters_file", str(batching)],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Each row: the name padded to 48 characters, then req/s, texts/s, share,
+    # p50, p95, p99, errors, requests per call ("-" where it does not apply).
+    rows = {line[:48].strip(): line[48:].split() for line in result.stdout.splitlines()
+            if line.startswith(("tfner.serve,", "in-process,"))}
+    assert len(rows) == 6, result.stdout
+    for name, (rps, texts_per_s, share, p50, p95, p99, errors, per_call) in rows.items():
+        assert float(texts_per_s) > 0 and share.endswith("%"), (name, rows[name])
+        if name.startswith("tfner.serve"):
+            assert int(errors) == 0 and float(p50) <= float(p99), (name, rows[name])
+            # Off: one request a call. On: 4 clients fill calls of up to 4 texts.
+            assert float(per_call) == 1.0 if name.endswith("off") else float(per_call) > 1.0, (name, rows[name])
+    assert "tfner.serve, 2 text(s)/request, batching on" in rows
