@@ -2,7 +2,7 @@
 
 `tf.make_tensor_proto` and `tf.make_ndarray` are general but slow: building
 the seven outputs of one tfner response with them costs ~140 us of Python,
-more than gRPC's own work for a request. These two functions cover the
+about as much as gRPC's own work for a request. These two functions cover the
 dtypes a tfner signature uses, in the encodings TF Serving itself writes and
 reads: strings in `string_val`, numbers packed little-endian in
 `tensor_content`. Any other dtype returns None, and callers fall back to the
