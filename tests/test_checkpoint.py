@@ -383,7 +383,26 @@ def test_google_mismatches_reported_together(tmp_path):
     assert "global_step" not in message and "cls/" not in message and "adam_m" not in message
 
 
-def test_huggingface_missing_tensor(tmp_path):
+def test_huggingface_token_classification_checkpoint_without_pooler(tmp_path, caplog):
+    # What BertForTokenClassification.save_pretrained writes: no pooler, a classifier head.
+    tensors = to_huggingface(WEIGHTS)
+    del tensors["bert.pooler.dense.weight"], tensors["bert.pooler.dense.bias"]
+    tensors["classifier.weight"] = np.ones((5, H), np.float32)
+    tensors["classifier.bias"] = np.ones(5, np.float32)
+    folder = write_huggingface(tmp_path, tensors)
+    with caplog.at_level(logging.INFO, logger="tfner.checkpoint"):
+        backbone = load_backbone(folder)
+    sequence, pooled = outputs(backbone)
+    want_sequence, want_pooled = reference_bert(WEIGHTS, *INPUTS)
+    np.testing.assert_allclose(sequence, want_sequence, atol=TOL, rtol=0)
+    assert not np.allclose(pooled, want_pooled, atol=TOL)  # The pooler kept its initial values.
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("has no pooler" in m and "bert.pooler.dense.weight" in m for m in warnings), warnings
+    skipped = " ".join(r.getMessage() for r in caplog.records if "Skipped" in r.getMessage())
+    assert "classifier.weight" in skipped and "task head" in skipped
+
+
+def test_huggingface_half_a_pooler_is_refused(tmp_path):
     tensors = to_huggingface(WEIGHTS)
     del tensors["bert.pooler.dense.weight"]
     folder = write_huggingface(tmp_path, tensors)
@@ -394,9 +413,9 @@ def test_huggingface_missing_tensor(tmp_path):
 
 def test_huggingface_unknown_extra_tensor(tmp_path):
     tensors = to_huggingface(WEIGHTS)
-    tensors["classifier.weight"] = np.zeros((3, H), np.float32)
+    tensors["ner_head.weight"] = np.zeros((3, H), np.float32)
     folder = write_huggingface(tmp_path, tensors)
-    with pytest.raises(CheckpointMismatchError, match=r"unexpected.*\n\s+classifier\.weight \(shape \(3, 8\)\)"):
+    with pytest.raises(CheckpointMismatchError, match=r"unexpected.*\n\s+ner_head\.weight \(shape \(3, 8\)\)"):
         load_backbone(folder)
 
 

@@ -14,8 +14,12 @@ For (a) and (b) this module does the conversion itself instead of relying on a
 log-and-skip loader: a table maps every backbone variable to exactly one source
 tensor and a transform, and loading only starts once the whole table checks out.
 Anything the table does not explain is either a known non-backbone tensor
-(pretraining heads, optimizer slots, step counters, buffers), which is skipped
-and logged, or an error.
+(pretraining heads, a Hugging Face task model's `classifier`, optimizer slots,
+step counters, buffers), which is skipped and logged, or an error. One group of
+the table may be absent: the pooler (`pooler/dense`), which checkpoints saved
+from Hugging Face's token-classification and masked-LM models lack. Tagging
+never reads it, so it keeps its initial values, with a warning; half a pooler
+is still an error.
 
 How a name travels, on one example. The layer-3 query projection of a
 BERT-base model is stored by Google as
@@ -572,6 +576,9 @@ class _SafetensorsReader:
 # ---------------------------------------------------------------------------
 
 
+_POOLER = "pooled_dense/"  # The one table group a checkpoint may lack (see the module docstring).
+
+
 def _google_layout(arch: _Architecture, positions: int):
     """Yields (target, google_name, kind, google_shape) for every backbone variable.
 
@@ -682,6 +689,8 @@ def _skip_reason(name: str, huggingface: bool, prefix: str) -> str | None:
     if huggingface:
         if name.startswith("cls."):
             return "pretraining head"
+        if name in ("classifier.weight", "classifier.bias"):
+            return "task head (BertForTokenClassification / BertForSequenceClassification)"
         if name in (prefix + "embeddings.position_ids", prefix + "embeddings.token_type_ids"):
             return "buffer"
         return None
@@ -699,10 +708,13 @@ def _match(table, reader, arch: _Architecture, config_file: str, huggingface: bo
     available = reader.shapes
     plan, used = [], set()
     missing, misshaped, ambiguous = [], [], []
+    pooler = [entry for entry in table if entry.target.startswith(_POOLER)]
+    pooler_absent = not any(name in available for entry in pooler for name in entry.sources)
     for entry in table:
         present = [name for name in entry.sources if name in available]
         if not present:
-            missing.append(f"{' or '.join(entry.sources)} (for {entry.target}, shape {entry.source_shape})")
+            if not (pooler_absent and entry.target.startswith(_POOLER)):
+                missing.append(f"{' or '.join(entry.sources)} (for {entry.target}, shape {entry.source_shape})")
             continue
         used.update(present)
         if len(present) > 1:
@@ -741,6 +753,9 @@ def _match(table, reader, arch: _Architecture, config_file: str, huggingface: bo
                          "(Google's BERT release format) are read.")
         raise CheckpointMismatchError("\n".join(lines))
 
+    if pooler_absent:
+        logger.warning("%s has no pooler (%s); it keeps its initial values, which tagging never reads",
+                       reader.description, ", ".join(name for entry in pooler for name in entry.sources))
     if skipped:
         logger.info("Skipped %d known non-backbone tensors in %s: %s", sum(map(len, skipped.values())),
                     reader.description,
