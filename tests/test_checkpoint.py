@@ -541,3 +541,36 @@ def test_converted_folder_with_both_configs_reads_safetensors(tmp_path):
     folder = write_huggingface(tmp_path)
     write_json(tmp_path / "bert_config.json", BERT_CONFIG)
     assert_matches_reference(load_backbone(folder))
+
+
+# ---------------------------------------------------------------------------
+# A fine-tuned run, end to end
+# ---------------------------------------------------------------------------
+
+
+def test_fine_tuned_run_exports_without_its_checkpoint(tmp_path):
+    """Fine-tune from a Hugging Face folder, delete the folder, export again: same model, same erf GELU."""
+    from tiny import train_tiny
+
+    from tfner import export as export_lib
+
+    source = write_huggingface(tmp_path / "hf")  # hidden_act "gelu": the erf backbone
+    summary = train_tiny(str(tmp_path / "tiny"), [f"model.init={source}", "data.max_seq_length=16",
+                                                  "export.window_overlap=4", "train.max_steps=3"])
+    run_dir = str(tmp_path / "tiny" / "run")
+    with open(os.path.join(run_dir, "backbone.json"), encoding="utf-8") as f:
+        assert json.load(f)["class_name"] == "ErfGeluBertBackbone"
+
+    for name in os.listdir(source):
+        os.remove(os.path.join(source, name))
+    module = export_lib.load_run(run_dir)
+    assert isinstance(module.model.backbone, ErfGeluBertBackbone)
+    assert module.model.backbone.num_layers == LAYERS and module.model.backbone.hidden_dim == H
+    second = export_lib.export_run(run_dir)
+    assert os.path.basename(second) == "2" and os.path.basename(summary["export"]) == "1"
+
+    texts = tf.constant(["一丁七万丈三上下不与丐丑专且丕世丘丙业丛东丝".encode(), "丁七".encode(), b""])
+    first_out = tf.saved_model.load(summary["export"]).signatures["serving_default"](text=texts)
+    second_out = tf.saved_model.load(second).signatures["serving_default"](text=texts)
+    assert first_out["tags"].numpy().tolist() == second_out["tags"].numpy().tolist()
+    np.testing.assert_allclose(first_out["entity_scores"].numpy(), second_out["entity_scores"].numpy(), atol=1e-6)

@@ -26,7 +26,7 @@ import tensorflow as tf
 from tfner.config import load_config
 from tfner.inference import NerModule
 from tfner.labels import TagSet
-from tfner.model import build_tagger
+from tfner.model import build_tagger, load_backbone_config
 from tfner.tokenizer import CharTokenizer, read_vocabulary
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,11 @@ def load_run(run_dir: str) -> NerModule:
     best = os.path.join(run_dir, "best", "model")
     if not tf.io.gfile.exists(best + ".index"):
         raise FileNotFoundError(f"{run_dir}: no best/ weights yet; train first (python -m tfner.train)")
-    scratch = config.model.__class__(**{**config.model.__dict__, "init": "scratch"})
-    if config.model.init != "scratch":  # same shape as the checkpoint it was fine-tuned from, weights from best/
-        from tfner import checkpoint
-
-        source = checkpoint.load_backbone(config.model.init, config.data.max_seq_length)
-        scratch.num_layers, scratch.hidden_dim = source.num_layers, source.hidden_dim
-        scratch.num_heads, scratch.intermediate_dim = source.num_heads, source.intermediate_dim
-    model = build_tagger(scratch, len(vocabulary), config.data.max_seq_length, tag_set)
+    # backbone.json holds the architecture (class, so the GELU variant, and shape), so a fine-tuned run
+    # exports without the checkpoint it started from. Runs written before it existed rebuild from the config.
+    backbone_file = os.path.join(run_dir, "backbone.json")
+    backbone = load_backbone_config(backbone_file) if os.path.exists(backbone_file) else None
+    model = build_tagger(config.model, len(vocabulary), config.data.max_seq_length, tag_set, backbone=backbone)
     tf.train.Checkpoint(model=model).read(best).assert_existing_objects_matched().expect_partial()
     tokenizer = CharTokenizer(vocabulary, config.data.lowercase)
     return NerModule(model, tokenizer, tag_set, config.data.max_seq_length, config.export.window_overlap)

@@ -4,6 +4,9 @@
 serves training (loss), evaluation and the export (decode).
 """
 
+import json
+import os
+
 import keras
 import keras_hub
 import tensorflow as tf
@@ -108,10 +111,31 @@ def build_backbone(config: ModelConfig, vocabulary_size: int, max_seq_length: in
     return backbone
 
 
-def build_tagger(config: ModelConfig, vocabulary_size: int, max_seq_length: int, tag_set) -> NerTagger:
-    """Builds the tagger and creates its variables (so checkpoints can restore into it)."""
+def save_backbone_config(backbone: keras_hub.models.BertBackbone, path: str) -> None:
+    """Writes the backbone's class and shape (no weights) as JSON, for rebuilding it without its checkpoint."""
+    serialized = keras.saving.serialize_keras_object(backbone)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(serialized, f, indent=1)
+    os.replace(path + ".tmp", path)  # Never a half-written file under the real name.
+
+
+def load_backbone_config(path: str) -> keras_hub.models.BertBackbone:
+    """A fresh backbone of the class and shape save_backbone_config wrote, at the current dtype policy."""
+    with open(path, encoding="utf-8") as f:
+        serialized = json.load(f)
+    # The dtype policy is the process's choice (an export is float32 even when training was mixed).
+    serialized["config"].pop("dtype", None)
+    return keras.saving.deserialize_keras_object(serialized)
+
+
+def build_tagger(config: ModelConfig, vocabulary_size: int, max_seq_length: int, tag_set,
+                 backbone: keras_hub.models.BertBackbone | None = None) -> NerTagger:
+    """Builds the tagger and creates its variables (so checkpoints can restore into it).
+
+    The backbone is built from `config` (from scratch or from its checkpoint) unless one is given.
+    """
     tagger = NerTagger(
-        build_backbone(config, vocabulary_size, max_seq_length),
+        backbone or build_backbone(config, vocabulary_size, max_seq_length),
         num_tags=len(tag_set),
         head=config.head,
         dropout=config.dropout,

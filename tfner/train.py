@@ -3,7 +3,8 @@
     python -m tfner.train                                   # the built-in demo (tfner.demo)
     python -m tfner.train --config configs/resume_ner.yaml --set train.epochs=5
 
-Everything of a run lives in `run_dir`: config.yaml (resolved), vocab.txt, labels.txt, checkpoints/ (model,
+Everything of a run lives in `run_dir`: config.yaml (resolved), vocab.txt, labels.txt, backbone.json (the
+backbone's class and shape, so that exporting needs no original checkpoint), checkpoints/ (model,
 optimizers, step), best/ (the best-on-dev weights), logs/ (TensorBoard), metrics.json. Re-running the same
 command after a crash resumes from the last checkpoint: the step fixes the epoch and the position in it,
 every epoch's order comes from seed + epoch, and dropout's random state is checkpointed, so the resumed run
@@ -32,7 +33,7 @@ from tfner.distribute import make_strategy
 from tfner.evaluate import evaluate_saved_model
 from tfner.inference import NerModule
 from tfner.labels import TagSet
-from tfner.model import build_tagger
+from tfner.model import build_tagger, save_backbone_config
 from tfner.optimization import make_optimizers
 from tfner.predict import entities_from_outputs
 from tfner.tokenizer import CharTokenizer, build_vocabulary, read_vocabulary, write_vocabulary
@@ -357,6 +358,7 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None) -> dic
     trainer = Trainer(config, corpus, strategy)
     if trainer.is_chief:
         prepare_run_dir(config, corpus)
+        save_backbone_config(trainer.model.backbone, os.path.join(config.run_dir, "backbone.json"))
     summary = trainer.fit()
     summary["num_replicas"] = strategy.num_replicas_in_sync
     if trainer.is_chief:
