@@ -7,6 +7,7 @@ test starts its own. Every served answer is compared with the SavedModel
 called in-process on the same texts; nothing here knows what the model does.
 """
 
+import http.client
 import json
 import os
 import signal
@@ -489,7 +490,36 @@ def test_rest_status_metadata_and_metrics(servers):
     assert status == 200
     assert body["model_spec"]["version"] == "2"
     assert "serving_default" in body["metadata"]["signature_def"]["signature_def"]
-    assert metric(server, "tfner_serving_requests_total", api="grpc", method="Predict", code="OK") > 0
+    # Counted by the calls above (not by other tests, which may not have run).
+    assert metric(server, "tfner_serving_requests_total", api="rest", method="GetModelStatus", code="OK") > 0
+
+
+def test_rest_keeps_the_connection_alive_unless_a_body_was_left_unread(servers):
+    connection = http.client.HTTPConnection("127.0.0.1", servers[0].rest_port, timeout=30)
+    body = json.dumps({"instances": ["北京欢迎你"]})
+    sockets = []
+    for _ in range(2):
+        connection.request("POST", "/v1/models/ner:predict", body, {"Content-Type": "application/json"})
+        sockets.append(connection.sock)
+        response = connection.getresponse()
+        assert response.status == 200 and response.version == 11
+        assert json.loads(response.read())["predictions"][0]["num_entities"] >= 0
+    assert sockets[0] is sockets[1]  # One TCP connection for both requests.
+
+    # A reply that leaves the body unread (unknown path) ends the connection;
+    # the client reconnects for the next request, which must parse cleanly.
+    connection.request("POST", "/v1/models/ner:nonsense", body)
+    response = connection.getresponse()
+    assert response.status == 404 and response.getheader("Connection") == "close"
+    response.read()
+    connection.request("POST", "/v1/models/ner:predict", body)
+    response = connection.getresponse()
+    assert response.status == 200, response.read()
+    response.read()
+    connection.request("POST", "/v1/models/ner:predict", body, {"Content-Length": "many"})
+    response = connection.getresponse()
+    assert response.status == 400 and "Content-Length" in json.loads(response.read())["error"]
+    connection.close()
 
 
 # --------------------------------------------------------------------------

@@ -28,6 +28,8 @@ import http.server
 import json
 import logging
 import re
+import socket
+import threading
 import time
 
 import grpc
@@ -152,12 +154,44 @@ class RestServer(http.server.ThreadingHTTPServer):
         self.metrics = metrics
         self.metrics_path = metrics_path
         self.timeout_s = timeout_s
+        self.connections = set()  # Open client sockets, for server_close.
+        self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def server_close(self):
+        # A kept-alive connection idle between requests would hold its handler
+        # thread, and so this join, until its idle timeout. Stop reading from
+        # every connection: an idle one ends at once, while a request being
+        # answered still gets its reply.
+        with self.connections_lock:
+            for connection in self.connections:
+                try:
+                    connection.shutdown(socket.SHUT_RD)
+                except OSError:  # Already closed by the client.
+                    pass
+        super().server_close()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "tfner-serve"
     error_content_type = "application/json"
+    # HTTP/1.1: a client may send many requests over one connection, as it can
+    # to TF Serving. Every reply carries Content-Length, which keep-alive needs.
+    protocol_version = "HTTP/1.1"
+    # An idle kept-alive connection is closed after this many seconds, so it
+    # never holds a handler thread (and the shutdown that joins them) for long.
+    timeout = 10
+
+    def setup(self):
+        super().setup()
+        self._unread_body = False
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self):
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
 
     def log_message(self, format, *args):  # noqa: A002 (stdlib signature)
         log.debug("rest %s - %s", self.address_string(), format % args)
@@ -169,6 +203,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        if self._unread_body:
+            # The request's body is still in the socket, where it would be read
+            # as the next request: end the connection instead.
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
 
@@ -223,6 +262,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._answer("GetModelStatus", name, work)
 
     def do_POST(self):  # noqa: N802
+        length_header = self.headers.get("Content-Length")
+        length = int(length_header) if (length_header or "0").isdigit() else None
+        self._unread_body = length != 0 or "Transfer-Encoding" in self.headers
         route = self._route()
         if route is None or route[3] != ":predict":
             self._send(404, {"error": f"no such resource {self.path!r}; POST /v1/models/NAME:predict"})
@@ -231,11 +273,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         deadline = time.monotonic() + self.server.timeout_s
 
         def work():
-            length = int(self.headers.get("Content-Length") or 0)
+            if length is None or "Transfer-Encoding" in self.headers:
+                raise invalid("send the JSON body with a Content-Length header (chunked bodies are not read)")
             if length > MAX_BODY_BYTES:
                 raise invalid(f"the request body has {length} bytes; the limit is {MAX_BODY_BYTES}")
+            raw = self.rfile.read(length)
+            self._unread_body = False
             try:
-                body = json.loads(self.rfile.read(length).decode("utf-8"))
+                body = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise invalid(f"the request body is not UTF-8 JSON: {e}") from None
             signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
