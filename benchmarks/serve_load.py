@@ -242,14 +242,14 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     sys.path.insert(0, REPO_ROOT)
-    from tfner import serving_config
-    from tfner.model_store import list_versions
+    from tfner.server import config as server_config
+    from tfner.server.model_store import list_versions
 
     versions = list_versions(args.model_base_path)
     if not versions:
         p.error(f"no integer version folder with a SavedModel under {args.model_base_path}")
     path = versions[max(versions)]
-    batch = serving_config.load_batch_options(args.batching_parameters_file)
+    batch = server_config.load_batch_options(args.batching_parameters_file)
     too_big = [n for n in args.texts_per_request if n > batch.max_batch_size]
     if too_big:
         p.error(f"--texts_per_request {too_big} exceeds max_batch_size {batch.max_batch_size}, "

@@ -181,7 +181,8 @@ def config_server(tmp_path_factory, export_factory, start_server):
 
     export/ner holds versions 1, 2 and 3; the config's `specific` policy
     serves 1 and 2 (labels stable -> 1, canary -> 2). No batching, REST on,
-    small text limits so the limit errors are cheap to provoke.
+    small text limits so the limit errors are cheap to provoke
+    (8 texts, 64 characters each, 500 in all).
     """
     root = tmp_path_factory.mktemp("config_server")
     base = str(root / "export" / "ner")
@@ -199,6 +200,7 @@ def config_server(tmp_path_factory, export_factory, start_server):
         "--monitoring_config_file", monitoring_path,
         "--max_texts_per_request", "8",
         "--max_chars_per_text", "64",
+        "--max_chars_per_request", "500",
         "--file_system_poll_wait_seconds", "1",
         "--model_config_file_poll_wait_seconds", "0.3",
     )
@@ -252,6 +254,26 @@ def servers(config_server, batching_server):
     for server in (config_server, batching_server):
         server.wait_health()
     return config_server, batching_server
+
+
+@pytest.fixture(scope="module")
+def config_clients(servers):
+    """gRPC stubs (predict, model, health) on one channel to config_server."""
+    from server_requests import Clients
+
+    clients = Clients(servers[0].target)
+    yield clients
+    clients.channel.close()
+
+
+@pytest.fixture(scope="module")
+def batching_clients(servers):
+    """gRPC stubs (predict, model, health) on one channel to batching_server."""
+    from server_requests import Clients
+
+    clients = Clients(servers[1].target)
+    yield clients
+    clients.channel.close()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from google.protobuf import text_format
 
 from conftest import REPO_ROOT
 from tfner import serve
-from tfner import serving_config
+from tfner.server import config as server_config
 from tfner.client import NerClient
 
 SERVING = os.path.join(REPO_ROOT, "serving")
@@ -65,18 +65,18 @@ def flag_values(args):
 
 
 def test_models_config_parses_with_tf_serving_proto():
-    config = text_format.Parse(read("models.config"), serving_config.ModelServerConfig())
+    config = text_format.Parse(read("models.config"), server_config.ModelServerConfig())
     (model,) = config.model_config_list.config
     assert model.name == "ner"
     assert model.model_platform == "tensorflow"
     assert list(model.model_version_policy.specific.versions) == [1, 2]
     assert dict(model.version_labels) == {"stable": 1, "canary": 2}
-    (spec,) = serving_config.load_model_specs(os.path.join(SERVING, "models.config"))
+    (spec,) = server_config.load_model_specs(os.path.join(SERVING, "models.config"))
     assert spec.policy == "specific" and spec.labels == {"stable": 1, "canary": 2}
 
 
 def test_base_paths_map_onto_export(compose, k8s):
-    config = text_format.Parse(read("models.config"), serving_config.ModelServerConfig())
+    config = text_format.Parse(read("models.config"), server_config.ModelServerConfig())
     for model in config.model_config_list.config:
         # /models/<name> in the container is export/<name> in the repository.
         assert model.base_path == f"/models/{model.name}"
@@ -88,8 +88,8 @@ def test_base_paths_map_onto_export(compose, k8s):
 
 
 def test_batching_config_parses_and_is_consistent():
-    params = text_format.Parse(read("batching.config"), serving_config.BatchingParameters())
-    options = serving_config.batch_options_from_proto(params)
+    params = text_format.Parse(read("batching.config"), server_config.BatchingParameters())
+    options = server_config.batch_options_from_proto(params)
     assert not options.allowed_batch_sizes  # A CPU config: no padding rows.
     assert 0 < options.batch_timeout_s <= 0.01
     # The client's default chunk fits in one batch (TF Serving refuses more).
@@ -100,12 +100,12 @@ def test_batching_config_parses_and_is_consistent():
 def test_unknown_batching_field_names_the_line(tmp_path):
     path = tmp_path / "batching.config"
     path.write_text("max_batch_size { value: 8 }\nmax_batch_sise { value: 8 }\n")
-    with pytest.raises(serving_config.ConfigError, match=r"batching.config:2:.*max_batch_sise"):
-        serving_config.load_batch_options(str(path))
+    with pytest.raises(server_config.ConfigError, match=r"batching.config:2:.*max_batch_sise"):
+        server_config.load_batch_options(str(path))
 
 
 def test_monitoring_config_parses(k8s):
-    config = text_format.Parse(read("monitoring.config"), serving_config.MonitoringConfig())
+    config = text_format.Parse(read("monitoring.config"), server_config.MonitoringConfig())
     assert config.prometheus_config.enable
     annotations = k8s["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/path"] == config.prometheus_config.path

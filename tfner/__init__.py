@@ -1,3 +1,30 @@
-"""tfner: Chinese named-entity recognition with TensorFlow/Keras, from fine-tuning to TensorFlow Serving."""
+"""tfner: Chinese named-entity recognition with TensorFlow/Keras, from fine-tuning to TensorFlow Serving.
+
+The package map, in pipeline order (README's layout table says the same):
+
+    config.py                           one config system: dataclasses, YAML, typed --set a.b=c
+    labels.py, data.py, demo.py         tag schemes <-> spans; readers -> examples -> tf.data; the demo corpus
+    tokenizer.py                        the one character tokenizer, in graph, for training and serving
+    checkpoint.py, model.py, crf.py     pretrained BERT -> BertBackbone; the tagger; our CRF layer
+    optimization.py, distribute.py      AdamW parameter groups and schedules; the tf.distribute strategy
+    train.py, evaluate.py, metrics.py   python -m tfner.train / tfner.evaluate; seqeval scores
+    inference.py, export.py             the serving graph (text in, spans out); python -m tfner.export
+    predict.py                          python -m tfner.predict: an export called in process
+    server/, serve.py                   the TF-Serving-API gRPC/REST server; python -m tfner.serve
+    client.py                           python -m tfner.client: the Python gRPC client
+
+Two halves. The model half (everything but server/) stays flat: each module is
+one concept, and each command is the module of its name (python -m tfner.X is
+tfner/X.py), which is what a newcomer looks for first; a `training/`
+sub-package would only add a level to every path. The server is a sub-package
+because it is a program of its own, with its own concerns (see
+tfner/server/__init__.py).
+
+The dependency rule (tests/test_layout.py checks it on the import graph):
+tfner.server imports nothing of tfner outside tfner.server, so a change to
+training code cannot break the server and the server never loads keras-hub; and
+nothing in tfner imports tfner.server except the entry points serve.py and
+client.py.
+"""
 
 __version__ = "0.1.0"

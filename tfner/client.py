@@ -30,7 +30,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tfner import tensor_protos
+from tfner.server import tensor_protos
 
 # The outputs the client reads; `tags` is left on the server (output_filter).
 ENTITY_OUTPUTS = (

@@ -75,7 +75,7 @@ class Batcher:
     """Merges concurrent requests per key into padded batches.
 
     Args:
-        options: serving_config.BatchOptions.
+        options: config.BatchOptions.
         on_batch: callable(BatchStats) or None. Called after each model call.
         on_expired: callable(key) or None. Called per request dropped because
             its deadline passed while it was queued.

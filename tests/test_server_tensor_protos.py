@@ -1,11 +1,11 @@
-"""tfner.tensor_protos: the fast numpy <-> TensorProto path agrees with TensorFlow's own."""
+"""tfner.server.tensor_protos: the fast numpy <-> TensorProto path agrees with TensorFlow's own."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
-from tfner import tensor_protos
+from tfner.server import tensor_protos
 
 ARRAYS = [
     np.array([[b"LOC", b""], ["北京".encode(), b"\xff\x00"]], dtype=object),

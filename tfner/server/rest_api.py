@@ -37,8 +37,8 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 
-from tfner.predictor import invalid
-from tfner.serving_errors import ServingError
+from tfner.server.predictor import invalid
+from tfner.server.errors import ServingError
 
 log = logging.getLogger("tfner.serve")
 
@@ -141,7 +141,7 @@ class RestServer(http.server.ThreadingHTTPServer):
     Args:
         address: (host, port).
         predictor: predictor.Predictor.
-        metrics: serving_metrics.Metrics.
+        metrics: metrics.Metrics.
         metrics_path: str or None. Where Prometheus metrics are served.
         timeout_s: float. Deadline given to each REST predict request.
     """

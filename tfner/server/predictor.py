@@ -5,7 +5,8 @@ ends fail the same way for the same mistake:
 
 1. resolve the servable (model, version or label) -> NOT_FOUND / UNAVAILABLE;
 2. resolve the signature                            -> NOT_FOUND;
-3. check input names, dtypes, shapes and the text limits -> INVALID_ARGUMENT;
+3. check input names, dtypes, shapes and the text limits -> INVALID_ARGUMENT
+   (RESOURCE_EXHAUSTED past --max_chars_per_request);
 4. check the deadline                               -> DEADLINE_EXCEEDED;
 5. run: directly, or through the batcher            -> RESOURCE_EXHAUSTED
    when its queue is full.
@@ -24,17 +25,22 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
-from tfner import batching
-from tfner import tensor_protos
-from tfner.model_store import dims_of
-from tfner.serving_errors import ServingError
+from tfner.server import batching
+from tfner.server import tensor_protos
+from tfner.server.model_store import dims_of
+from tfner.server.errors import ServingError
 
 log = logging.getLogger("tfner.serve")
 
-# 128 texts x 510 characters x 4 bytes of UTF-8 stays under 256 KiB a request.
 DEFAULT_MAX_TEXTS_PER_REQUEST = 128
-# BERT's 512 positions less [CLS] and [SEP]; one position per character.
-DEFAULT_MAX_CHARS_PER_TEXT = 510
+# The export tags a text of any length through its windows, and TF Serving has
+# no per-text limit, so neither has tfner.serve by default (0 = off). Memory
+# is bounded per request instead: the graph runs every window of a request at
+# once, and 100,000 characters are ~1,050 windows of 128 positions (96 new
+# characters each at overlap 32); at BERT-base width that peaks near 3 GB
+# (~2.5 MB of activations per window and layer), at the demo's width ~0.2 GB.
+DEFAULT_MAX_CHARS_PER_TEXT = 0
+DEFAULT_MAX_CHARS_PER_REQUEST = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +49,15 @@ class Limits:
 
     Args:
         max_texts: int. Most rows (texts) in one request.
-        max_chars: int. Most Unicode code points in one text.
+        max_chars: int. Most Unicode code points in one text; 0: no limit.
+        max_request_chars: int. Most code points in one request, summed
+            over its texts (a memory bound; RESOURCE_EXHAUSTED past it).
         max_texts_source: str. Which setting fixes max_texts, for messages.
     """
 
     max_texts: int = DEFAULT_MAX_TEXTS_PER_REQUEST
     max_chars: int = DEFAULT_MAX_CHARS_PER_TEXT
+    max_request_chars: int = DEFAULT_MAX_CHARS_PER_REQUEST
     max_texts_source: str = "--max_texts_per_request"
 
 
@@ -121,7 +130,8 @@ def check_rows(key, dims, limits):
 
 
 def check_texts(key, array, limits):
-    """UTF-8 validity and code-point length of every element of a string input."""
+    """UTF-8 validity and code-point lengths of a string input, per text and in all."""
+    total = 0
     for index, value in enumerate(array.reshape(-1)):
         try:
             text = bytes(value).decode("utf-8")
@@ -130,11 +140,19 @@ def check_texts(key, array, limits):
                 f"input {key!r}[{index}] is not valid UTF-8 ({e.reason} at byte {e.start}); "
                 "send texts encoded as UTF-8"
             ) from None
-        if len(text) > limits.max_chars:
+        if limits.max_chars and len(text) > limits.max_chars:
             raise invalid(
                 f"input {key!r}[{index}] has {len(text)} characters; the limit is "
                 f"{limits.max_chars} (--max_chars_per_text); split long texts into sentences"
             )
+        total += len(text)
+    if total > limits.max_request_chars:
+        raise ServingError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"input {key!r} holds {total} characters in all; this server takes at most "
+            f"{limits.max_request_chars} per request (--max_chars_per_request, which bounds the memory "
+            "of one model call); send fewer texts per request",
+        )
 
 
 class Predictor:
@@ -143,8 +161,8 @@ class Predictor:
     Args:
         store: model_store.ModelStore.
         limits: Limits.
-        metrics: serving_metrics.Metrics.
-        batch_options: serving_config.BatchOptions or None (no batching).
+        metrics: metrics.Metrics.
+        batch_options: config.BatchOptions or None (no batching).
     """
 
     def __init__(self, store, limits, metrics, batch_options=None):

@@ -31,7 +31,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from tfner.serving_errors import ServingError
+from tfner.server.errors import ServingError
 
 log = logging.getLogger("tfner.serve")
 

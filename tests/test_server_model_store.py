@@ -1,0 +1,221 @@
+"""Versions: hot swaps, broken versions, the server lifecycle, and the model store and predictor in process."""
+
+import os
+import signal
+import threading
+
+import grpc
+import pytest
+import tensorflow as tf
+from grpc_health.v1 import health_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from conftest import MONITORING_CONFIG
+from tfner.server.model_store import ModelStore
+from tfner.server.model_store import list_versions
+from tfner.server.predictor import Limits
+from tfner.server.predictor import Predictor
+from tfner.server.predictor import array_from_tensor_proto
+from tfner.server.config import BatchOptions
+from tfner.server.config import ModelSpecConfig
+from tfner.server.errors import ServingError
+from tfner.server.metrics import Metrics
+from server_requests import CONTRACT_OUTPUTS, TEXTS, Clients, metric, predict_request, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_hot_swap_under_traffic(servers, export_factory, batching_clients):
+    server = servers[1]
+    stop = threading.Event()
+    seen, failures = [], []
+
+    def traffic():
+        with grpc.insecure_channel(server.target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            while not stop.is_set():
+                try:
+                    response = stub.Predict(predict_request(["北京欢迎你"]), timeout=30)
+                    seen.append(response.model_spec.version.value)
+                except grpc.RpcError as e:
+                    failures.append(f"{e.code().name}: {e.details()}")
+
+    threads = [threading.Thread(target=traffic) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(seen) >= 5, what="traffic on version 1")
+        old = max(seen)
+        export_factory(server.base_path, old + 1)
+        wait_for(lambda: seen and seen[-1] == old + 1, what="responses from the new version")
+        count = len(seen)
+        wait_for(lambda: len(seen) >= count + 5, what="traffic after the swap")
+
+        def old_unloaded():
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = "ner"
+            request.model_spec.version.value = old
+            status = batching_clients.model.GetModelStatus(request, timeout=10)
+            return status.model_version_status[0].state == get_model_status_pb2.ModelVersionStatus.END
+
+        wait_for(old_unloaded, what=f"version {old} to unload")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert failures == []
+    assert old in seen and old + 1 in seen
+    first_new = seen.index(old + 1)
+    # Two senders: a request already routed to the old version may finish
+    # just after the first new answer, but never later than a few calls.
+    assert all(v == old + 1 for v in seen[first_new + 4:])
+
+
+def test_broken_version_is_reported_and_skipped(servers, batching_clients):
+    server = servers[1]
+    broken = os.path.join(server.base_path, "1000")
+    os.makedirs(os.path.join(broken, ".staging"))
+    with open(os.path.join(broken, ".staging", "saved_model.pb"), "wb") as f:
+        f.write(b"not a SavedModel")
+    os.rename(os.path.join(broken, ".staging", "saved_model.pb"), os.path.join(broken, "saved_model.pb"))
+
+    def status_of_1000():
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "ner"
+        request.model_spec.version.value = 1000
+        try:
+            return batching_clients.model.GetModelStatus(request, timeout=10).model_version_status[0]
+        except grpc.RpcError:
+            return None
+
+    status = wait_for(lambda: (s := status_of_1000()) is not None
+                      and s.state == get_model_status_pb2.ModelVersionStatus.END and s, what="the failed load")
+    assert status.status.error_code != 0
+    assert broken in status.status.error_message
+    # The newest good version keeps serving.
+    response = batching_clients.predict.Predict(predict_request(["北京"]), timeout=30)
+    assert response.model_spec.version.value < 1000
+
+
+def test_export_factory_honours_the_contract(export_factory, tmp_path):
+    """The fixture's SavedModel loads through the TF1 session path, as TF Serving loads it."""
+    path = export_factory(str(tmp_path / "ner"), 5)
+    assert path == str(tmp_path / "ner" / "5") and os.listdir(tmp_path / "ner") == ["5"]
+    graph = tf.Graph()
+    with tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+        signature = meta_graph.signature_def["serving_default"]
+        assert signature.method_name == "tensorflow/serving/predict"
+        assert set(signature.inputs) == {"text"}
+        assert set(signature.outputs) == set(CONTRACT_OUTPUTS)
+        fetched = session.run(
+            {k: v.name for k, v in signature.outputs.items()},
+            {signature.inputs["text"].name: [t.encode() for t in TEXTS]},
+        )
+    assert fetched["num_entities"].shape == (len(TEXTS),)
+    for key, (dtype, rank) in CONTRACT_OUTPUTS.items():
+        assert fetched[key].ndim == rank and fetched[key].shape[0] == len(TEXTS), key
+
+
+def test_lifecycle_unavailable_then_loads_then_sigterm_drains(tmp_path, export_factory, start_server):
+    from conftest import free_port
+
+    base = str(tmp_path / "export" / "ner")
+    (tmp_path / "batching.config").write_text(
+        "max_batch_size { value: 4 }\nbatch_timeout_micros { value: 3000000 }\nnum_batch_threads { value: 1 }\n"
+    )
+    (tmp_path / "monitoring.config").write_text(MONITORING_CONFIG)
+    server = start_server(
+        "--model_name", "ner", "--model_base_path", base,
+        "--enable_batching", "--batching_parameters_file", tmp_path / "batching.config",
+        "--monitoring_config_file", tmp_path / "monitoring.config",
+        "--rest_api_port", free_port(), "--file_system_poll_wait_seconds", "0.3",
+    ).wait_ready()
+    assert 'models={"ner": []}' in server.log_text()
+    clients = Clients(server.target)
+    try:
+        reply = clients.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.RpcError) as info:
+            clients.predict.Predict(predict_request(["北京"]), timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "no loaded version" in info.value.details()
+
+        export_factory(base, 1)
+        server.wait_health("")
+
+        # A request that sits in the batch queue (3 s timeout) is in flight
+        # when SIGTERM arrives; it must complete, then the process exits 0.
+        result = {}
+
+        def slow():
+            try:
+                result["response"] = clients.predict.Predict(predict_request(["北京欢迎你"]), timeout=60)
+            except grpc.RpcError as e:
+                result["error"] = e
+
+        sender = threading.Thread(target=slow)
+        sender.start()
+        wait_for(lambda: metric(server, "tfner_serving_in_flight_requests") >= 1, what="an in-flight request")
+        server.proc.send_signal(signal.SIGTERM)
+        sender.join(60)
+        assert "error" not in result, result.get("error")
+        assert result["response"].model_spec.version.value == 1
+        assert server.proc.wait(60) == 0
+        assert "drained; exiting" in server.log_text()
+    finally:
+        clients.channel.close()
+
+
+def test_only_integer_folders_with_a_saved_model_are_versions(tmp_path):
+    for name in ("7", ".tmp-8-1a2b", "9.partial", "abc", "-3"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "10").mkdir()  # Still being written: no saved_model.pb yet.
+    assert list_versions(str(tmp_path)) == {7: str(tmp_path / "7")}
+    assert list_versions(str(tmp_path / "missing")) is None
+
+
+def test_full_queue_answers_resource_exhausted(tmp_path, export_factory):
+    base = str(tmp_path / "ner")
+    export_factory(base, 1)
+    store = ModelStore([ModelSpecConfig(name="ner", base_path=base)], poll_seconds=0, warmup=False)
+    store.start()
+    options = BatchOptions(max_batch_size=1, batch_timeout_s=0.0, num_batch_threads=1, max_enqueued_batches=1)
+    predictor = Predictor(store, Limits(), Metrics(), options)
+    with store.acquire("ner") as servable:
+        signature = servable.signature("serving_default")
+    started, release = threading.Event(), threading.Event()
+    real_run = signature.run
+
+    def blocking_run(arrays):
+        started.set()
+        release.wait(10)
+        return real_run(arrays)
+
+    signature.run = blocking_run
+    outcomes = []
+
+    def send():
+        request = predict_request(["北京"])
+        try:
+            predictor.predict("ner", None, None, "", dict(request.inputs), array_from_tensor_proto)
+            outcomes.append("ok")
+        except ServingError as e:
+            outcomes.append(e.code)
+
+    first = threading.Thread(target=send)
+    first.start()
+    assert started.wait(10)  # The batch thread is busy with the first request.
+    second = threading.Thread(target=send)
+    second.start()
+    wait_for(lambda: predictor.batcher.queued_rows() == 1, timeout=10, what="a queued request")
+    send()  # The queue holds max_enqueued_batches (1) batch already.
+    assert outcomes == [grpc.StatusCode.RESOURCE_EXHAUSTED]
+    release.set()
+    first.join(10)
+    second.join(10)
+    predictor.stop()
+    store.stop()
+    assert outcomes == [grpc.StatusCode.RESOURCE_EXHAUSTED, "ok", "ok"]
