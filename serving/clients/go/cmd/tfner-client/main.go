@@ -1,0 +1,158 @@
+// Command tfner-client prints the entities of each text as one JSON line,
+// like python -m tfner.client, or benchmarks a server with -bench.
+//
+//	tfner-client -server localhost:8500 北京欢迎你 他从上海来
+//	tfner-client -server localhost:8500 -label canary < texts.txt
+//	tfner-client -server localhost:8500 -bench texts.txt -concurrency 8 -requests 2000
+//
+// Each line is {"text": ..., "entities": [{"label", "start", "end", "text",
+// "score", "byte_start", "byte_end"}]}: start and end count code points,
+// byte_start and byte_end bytes of the UTF-8 text. When the server refuses a
+// call it prints "CODE: message" on stderr and exits 1.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	tfner "github.com/tfner/tfner/serving/clients/go"
+)
+
+type entityJSON struct {
+	Label     string  `json:"label"`
+	Start     int     `json:"start"`
+	End       int     `json:"end"`
+	Text      string  `json:"text"`
+	Score     float32 `json:"score"`
+	ByteStart int     `json:"byte_start"`
+	ByteEnd   int     `json:"byte_end"`
+}
+
+type lineJSON struct {
+	Text     string       `json:"text"`
+	Entities []entityJSON `json:"entities"`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("tfner-client", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	flags.Usage = func() {
+		fmt.Fprintln(stderr, "usage: tfner-client -server HOST:PORT [flags] [TEXT ...]   (no TEXT: one per line on stdin)")
+		fmt.Fprintln(stderr, "       tfner-client -server HOST:PORT -bench FILE [-concurrency C] [-requests N]")
+		flags.PrintDefaults()
+	}
+	server := flags.String("server", "", "host:port of the gRPC API (required)")
+	model := flags.String("model", "ner", "model name")
+	version := flags.Int64("version", 0, "pin this model version")
+	label := flags.String("label", "", "pin this version label, e.g. stable or canary")
+	timeout := flags.Float64("timeout", tfner.DefaultTimeout.Seconds(), "deadline of each call, in seconds")
+	retries := flags.Int("retries", tfner.DefaultRetries, "retries after UNAVAILABLE")
+	chunkSize := flags.Int("chunk-size", tfner.DefaultChunkSize, "most texts per call")
+	useTLS := flags.Bool("tls", false, "connect over TLS (system root certificates)")
+	balancing := flags.String("load-balancing", tfner.PickFirst, "pick_first, or round_robin over every address of the DNS name")
+	bench := flags.String("bench", "", "benchmark: run -requests one-text calls cycling through the texts of this file")
+	concurrency := flags.Int("concurrency", 1, "benchmark: concurrent callers sharing one client")
+	requests := flags.Int("requests", 1000, "benchmark: timed calls")
+	if err := flags.Parse(args); err != nil {
+		return 2
+	}
+	set := map[string]bool{}
+	flags.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *server == "" {
+		fmt.Fprintln(stderr, "tfner-client: -server HOST:PORT is required")
+		return 2
+	}
+	if set["version"] && set["label"] {
+		fmt.Fprintln(stderr, "tfner-client: pass -version or -label, not both")
+		return 2
+	}
+
+	opts := []tfner.Option{
+		tfner.WithTimeout(time.Duration(*timeout * float64(time.Second))),
+		tfner.WithRetries(*retries),
+		tfner.WithChunkSize(*chunkSize),
+		tfner.WithLoadBalancing(*balancing),
+	}
+	if set["version"] {
+		opts = append(opts, tfner.WithVersion(*version))
+	}
+	if *label != "" {
+		opts = append(opts, tfner.WithLabel(*label))
+	}
+	if *useTLS {
+		opts = append(opts, tfner.WithTLS(&tls.Config{}))
+	}
+	client, err := tfner.NewNerClient(*server, *model, opts...)
+	if err != nil {
+		fmt.Fprintln(stderr, "tfner-client:", err)
+		return 2
+	}
+	defer client.Close()
+
+	if *bench != "" {
+		return runBench(client, *bench, *concurrency, *requests, stdout, stderr)
+	}
+	texts := flags.Args()
+	if len(texts) == 0 {
+		if texts, err = readLines(stdin); err != nil {
+			fmt.Fprintln(stderr, "tfner-client: reading stdin:", err)
+			return 1
+		}
+	}
+	results, err := client.Predict(context.Background(), texts)
+	if err != nil {
+		var serverErr *tfner.Error
+		if errors.As(err, &serverErr) {
+			fmt.Fprintf(stderr, "tfner-client: %s: %s\n", serverErr.CodeName(), serverErr.Message)
+		} else {
+			fmt.Fprintln(stderr, "tfner-client:", err)
+		}
+		return 1
+	}
+	return printResults(texts, results, stdout, stderr)
+}
+
+func printResults(texts []string, results []tfner.Result, stdout, stderr io.Writer) int {
+	out := bufio.NewWriter(stdout)
+	encoder := json.NewEncoder(out)
+	encoder.SetEscapeHTML(false) // Print texts as they are, as Python's ensure_ascii=False does.
+	for i, result := range results {
+		line := lineJSON{Text: texts[i], Entities: make([]entityJSON, len(result.Entities))}
+		for k, e := range result.Entities {
+			line.Entities[k] = entityJSON{e.Label, e.Start, e.End, e.Text, e.Score, e.ByteStart, e.ByteEnd}
+		}
+		if err := encoder.Encode(line); err != nil {
+			fmt.Fprintln(stderr, "tfner-client:", err)
+			return 1
+		}
+	}
+	if err := out.Flush(); err != nil {
+		fmt.Fprintln(stderr, "tfner-client:", err)
+		return 1
+	}
+	return 0
+}
+
+// readLines returns the lines of r without their line endings.
+func readLines(r io.Reader) ([]string, error) {
+	var lines []string
+	scanner := bufio.NewScanner(r)
+	scanner.Buffer(make([]byte, 64*1024), 64<<20) // Texts may be long.
+	for scanner.Scan() {
+		lines = append(lines, strings.TrimRight(scanner.Text(), "\r\n"))
+	}
+	return lines, scanner.Err()
+}

@@ -1,0 +1,96 @@
+package main
+
+// The command against the real server named by TFNER_SERVER, as in the
+// library's tests.
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func server(t *testing.T) string {
+	t.Helper()
+	address := os.Getenv("TFNER_SERVER")
+	if address == "" {
+		t.Fatal("TFNER_SERVER is not set; the tests run against a live tfner.serve (see README.md)")
+	}
+	return address
+}
+
+func runCommand(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestPrintsOneJSONLinePerText(t *testing.T) {
+	texts := []string{"😀张伟在北京工作", "", "李明，汉族，中国国籍。"}
+	for _, tc := range []struct {
+		name  string
+		stdin string
+		args  []string
+	}{
+		{"arguments", "", append([]string{"-server", server(t), "--label", "stable"}, texts...)},
+		{"stdin", strings.Join(texts, "\r\n") + "\n", []string{"--server", server(t), "--version", "2", "--timeout", "5"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCommand(t, tc.stdin, tc.args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+			if len(lines) != len(texts) {
+				t.Fatalf("%d lines for %d texts:\n%s", len(lines), len(texts), stdout)
+			}
+			for i, line := range lines {
+				var got lineJSON
+				if err := json.Unmarshal([]byte(line), &got); err != nil {
+					t.Fatalf("line %d %q: %v", i, line, err)
+				}
+				if got.Text != texts[i] || got.Entities == nil {
+					t.Errorf("line %d = %s; want text %q and an entities array", i, line, texts[i])
+				}
+				for _, e := range got.Entities {
+					if got.Text[e.ByteStart:e.ByteEnd] != e.Text || string([]rune(got.Text)[e.Start:e.End]) != e.Text {
+						t.Errorf("line %d: offsets of %+v do not slice the text", i, e)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestRefusedCallExitsOneWithCode(t *testing.T) {
+	code, stdout, stderr := runCommand(t, "", "-server", server(t), "-model", "no_such_model", "北京")
+	if code != 1 || stdout != "" || !strings.HasPrefix(stderr, "tfner-client: NOT_FOUND: ") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 1, nothing, \"tfner-client: NOT_FOUND: ...\"", code, stdout, stderr)
+	}
+}
+
+func TestBenchPrintsOneReport(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "texts.txt")
+	if err := os.WriteFile(file, []byte("张伟在北京工作\n李明\n😀上海\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCommand(t, "", "-server", server(t), "-bench", file, "-concurrency", "4", "-requests", "40")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal([]byte(stdout), &fields); err != nil || strings.Count(stdout, "\n") != 1 {
+		t.Fatalf("want one JSON line, got %q (%v)", stdout, err)
+	}
+	for _, key := range []string{"client", "concurrency", "requests", "errors", "seconds", "texts_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request"} {
+		if _, ok := fields[key]; !ok {
+			t.Errorf("report %s lacks %q", stdout, key)
+		}
+	}
+	if fields["client"] != "go" || fields["concurrency"] != 4.0 || fields["requests"] != 40.0 || fields["errors"] != 0.0 {
+		t.Errorf("report %s; want client go, concurrency 4, requests 40, errors 0", stdout)
+	}
+}
