@@ -1,0 +1,185 @@
+#!/usr/bin/env node
+/**
+ * tfner-client: print the entities of each text as one JSON line, or benchmark a server.
+ *
+ *   tfner-client --server localhost:8500 "北京欢迎你" "他从上海来"
+ *   tfner-client --server localhost:8500 --label canary < texts.txt
+ *   tfner-client --server localhost:8500 --bench texts.txt --concurrency 16 --requests 2000
+ *
+ * Lines have the shape of `python -m tfner.client`, plus UTF-16 offsets:
+ * {"text": ..., "entities": [{"label", "start", "end", "text", "score", "utf16_start", "utf16_end"}]}
+ */
+
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+
+import { runBench } from "./bench.js";
+import { NerClient } from "./client.js";
+import type { NerClientOptions } from "./client.js";
+import { NerError } from "./errors.js";
+
+const PROG = "tfner-client";
+
+const USAGE = `usage: ${PROG} --server HOST:PORT [options] [TEXT ...]
+       ${PROG} --server HOST:PORT --bench FILE --concurrency C --requests N [options]
+
+Prints the entities of each text as one JSON line (texts from the arguments,
+or one per line on stdin). Exits 1 with "CODE: message" if the server refuses.
+
+options:
+  --server HOST:PORT       gRPC address of TF Serving or tfner.serve (required)
+  --model NAME             model name (default ner)
+  --version N              pin a model version
+  --label LABEL            pin a version label (stable, canary); not with --version
+  --timeout SECONDS        deadline of each call (default 10)
+  --retries N              retries after UNAVAILABLE (default 3)
+  --chunk-size N           most texts per call (default 16)
+  --tls                    use TLS with the system's trust roots
+  --load-balancing POLICY  pick_first (default) or round_robin over every DNS address
+  --bench FILE             benchmark: Predict calls of one text each, texts from FILE (one per line)
+  --concurrency C          benchmark: concurrent callers sharing one client (default 1)
+  --requests N             benchmark: timed calls (default 1000)
+  -h, --help               show this help`;
+
+/** A mistake in the command line: exit 2 with the usage, like argparse. */
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        server: { type: "string" },
+        model: { type: "string", default: "ner" },
+        version: { type: "string" },
+        label: { type: "string" },
+        timeout: { type: "string", default: "10" },
+        retries: { type: "string", default: "3" },
+        "chunk-size": { type: "string", default: "16" },
+        tls: { type: "boolean", default: false },
+        "load-balancing": { type: "string", default: "pick_first" },
+        bench: { type: "string" },
+        concurrency: { type: "string", default: "1" },
+        requests: { type: "string", default: "1000" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (error) {
+    return usageError((error as Error).message);
+  }
+  const { values: flags, positionals: texts } = parsed;
+  if (flags.help) {
+    console.log(USAGE);
+    return 0;
+  }
+
+  let options: NerClientOptions;
+  try {
+    if (flags.server === undefined) throw new UsageError("--server is required");
+    if (flags.version !== undefined && flags.label !== undefined) {
+      throw new UsageError("--version and --label exclude each other");
+    }
+    const policy = flags["load-balancing"];
+    if (policy !== "pick_first" && policy !== "round_robin") {
+      throw new UsageError(`--load-balancing must be pick_first or round_robin, got ${policy}`);
+    }
+    options = {
+      target: flags.server,
+      model: flags.model,
+      timeoutMs: number("--timeout", flags.timeout, 0) * 1000,
+      retries: integer("--retries", flags.retries, 0),
+      chunkSize: integer("--chunk-size", flags["chunk-size"], 1),
+      tls: flags.tls,
+      loadBalancing: policy,
+      ...(flags.version !== undefined && { version: integer("--version", flags.version, 0) }),
+      ...(flags.label !== undefined && { label: flags.label }),
+    };
+    if (flags.bench !== undefined && texts.length > 0) throw new UsageError("--bench takes no TEXT arguments");
+  } catch (error) {
+    if (error instanceof UsageError) return usageError(error.message);
+    throw error;
+  }
+
+  const client = new NerClient(options);
+  try {
+    if (flags.bench !== undefined) {
+      const report = await runBench(client, {
+        texts: splitLines(await readFile(flags.bench, "utf8")),
+        concurrency: integer("--concurrency", flags.concurrency!, 1),
+        requests: integer("--requests", flags.requests!, 1),
+      });
+      console.log(JSON.stringify(report));
+      return 0;
+    }
+    const inputs = texts.length > 0 ? texts : splitLines(await readStdin());
+    const results = await client.predict(inputs);
+    const lines = inputs.map((text, i) =>
+      JSON.stringify({
+        text,
+        entities: results[i]!.map((e) => ({
+          label: e.label,
+          start: e.start,
+          end: e.end,
+          text: e.text,
+          score: e.score,
+          utf16_start: e.utf16Start,
+          utf16_end: e.utf16End,
+        })),
+      }),
+    );
+    if (lines.length > 0) process.stdout.write(lines.join("\n") + "\n");
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) return usageError(error.message);
+    // A refusal (NerError: "CODE: details"), a text the server cannot take, or an unreadable file.
+    if (error instanceof NerError || error instanceof RangeError || error instanceof TypeError) {
+      console.error(`${PROG}: ${error.message}`);
+      return 1;
+    }
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+      console.error(`${PROG}: ${(error as Error).message}`);
+      return 1;
+    }
+    throw error;
+  } finally {
+    client.close();
+  }
+}
+
+/** Lines without their "\n" or "\r\n"; a final newline does not start an empty text. */
+function splitLines(content: string): string[] {
+  const lines = content.split("\n").map((line) => (line.endsWith("\r") ? line.slice(0, -1) : line));
+  if (lines.at(-1) === "") lines.pop();
+  return lines;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function number(flag: string, text: string, above: number): number {
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isFinite(value) || value <= above) {
+    throw new UsageError(`${flag} must be a number > ${above}, got ${text}`);
+  }
+  return value;
+}
+
+function integer(flag: string, text: string, min: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min) {
+    throw new UsageError(`${flag} must be an integer >= ${min}, got ${text}`);
+  }
+  return value;
+}
+
+function usageError(message: string): number {
+  console.error(`${USAGE}\n${PROG}: error: ${message}`);
+  return 2;
+}
+
+process.exitCode = await main(process.argv.slice(2));
