@@ -60,7 +60,7 @@ _READY = re.compile(r"tfner\.serve ready: grpc_port=(\d+) rest_port=(\d+|none)")
 class ServerProcess:
     """A running `python -m tfner.serve` subprocess and its ports."""
 
-    def __init__(self, args, log_path, startup_timeout=90.0):
+    def __init__(self, args, log_path, startup_timeout=300.0):
         self.args = list(args)
         self.log_path = log_path
         self._log = open(log_path, "wb")

@@ -1,4 +1,9 @@
-"""tfner.client against a live tfner.serve, and its retry logic against a fake."""
+"""tfner.client against a live tfner.serve, and its retry logic against a fake.
+
+tfner.client re-exports the light client (serving/clients/python, `tfner_client`);
+its own suite runs without TensorFlow. This one checks it from inside tfner,
+where tensorflow and tensorflow-serving-api are imported in the same process.
+"""
 
 import io
 import json
@@ -18,6 +23,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from conftest import REPO_ROOT, SUBPROCESS_ENV
 from tfner import client as client_lib
 from tfner.client import Entity, NerClient
+from tfner_client import client as light_client  # where the backoff sleeps
 
 TEXTS = [
     "北京欢迎你",
@@ -98,7 +104,7 @@ def test_empty_input_makes_no_call():
 
 def test_invalid_argument_is_not_retried(ner_server, monkeypatch):
     sleeps = []
-    monkeypatch.setattr(client_lib.time, "sleep", sleeps.append)
+    monkeypatch.setattr(light_client.time, "sleep", sleeps.append)
     with NerClient(ner_server.target) as client:
         with pytest.raises(grpc.RpcError) as info:
             client.predict(["北" * 65])
@@ -177,7 +183,7 @@ def fake_server():
 
 def test_retries_unavailable_with_jittered_exponential_backoff(fake_server, monkeypatch):
     sleeps = []
-    monkeypatch.setattr(client_lib.time, "sleep", sleeps.append)
+    monkeypatch.setattr(light_client.time, "sleep", sleeps.append)
     service = FlakyService(failures=3)
     with NerClient(fake_server(service), retries=3, backoff_s=0.1, max_backoff_s=0.3) as client:
         assert client.predict(["北京"]) == [[Entity("LOC", 0, 2, "北京", 0.5)]]
@@ -189,7 +195,7 @@ def test_retries_unavailable_with_jittered_exponential_backoff(fake_server, monk
 
 
 def test_gives_up_after_retries(fake_server, monkeypatch):
-    monkeypatch.setattr(client_lib.time, "sleep", lambda s: None)
+    monkeypatch.setattr(light_client.time, "sleep", lambda s: None)
     service = FlakyService(failures=100)
     with NerClient(fake_server(service), retries=2) as client:
         with pytest.raises(grpc.RpcError) as info:
@@ -199,7 +205,7 @@ def test_gives_up_after_retries(fake_server, monkeypatch):
 
 
 def test_other_errors_are_not_retried(fake_server, monkeypatch):
-    monkeypatch.setattr(client_lib.time, "sleep", lambda s: pytest.fail("slept"))
+    monkeypatch.setattr(light_client.time, "sleep", lambda s: pytest.fail("slept"))
     service = FlakyService(failures=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
     with NerClient(fake_server(service)) as client:
         with pytest.raises(grpc.RpcError):
@@ -222,11 +228,40 @@ def test_deadline_applies_per_call(fake_server):
 def test_tensor_content_encoding_is_read():
     proto = tf.make_tensor_proto(np.array([[1, 2], [3, 4]], np.int32))
     assert proto.tensor_content  # numpy input -> packed bytes
-    assert client_lib.tensor_to_numpy(proto).tolist() == [[1, 2], [3, 4]]
+    assert client_lib.tensor_to_list(proto) == [[1, 2], [3, 4]]
     typed = tf.make_tensor_proto([0.25, 0.5], dtype=tf.float32)
     typed.ClearField("tensor_content")
     typed.float_val.extend([0.25, 0.5])
-    assert client_lib.tensor_to_numpy(typed).tolist() == [0.25, 0.5]
+    assert client_lib.tensor_to_list(typed) == [0.25, 0.5]
+
+
+# Both import orders: the first module imported sets what protobuf's default pool holds.
+BESIDE_TENSORFLOW = """
+import sys
+if sys.argv[1] == "tfner_client first":
+    from tfner_client._proto.tensorflow_serving.apis import predict_pb2 as light
+    from tensorflow_serving.apis import predict_pb2 as full
+else:
+    from tensorflow_serving.apis import predict_pb2 as full
+    from tfner_client._proto.tensorflow_serving.apis import predict_pb2 as light
+from tfner_client import NerClient
+
+request = NerClient("127.0.0.1:1").build_request(["北京欢迎你"])
+parsed = full.PredictRequest.FromString(request.SerializeToString())
+assert parsed.inputs["text"].string_val == ["北京欢迎你".encode()], parsed
+assert light.PredictRequest.FromString(parsed.SerializeToString()) == request
+assert light.PredictRequest is not full.PredictRequest
+assert light.DESCRIPTOR.pool is not full.DESCRIPTOR.pool
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("order", ["tfner_client first", "tensorflow_serving first"])
+def test_light_stubs_import_beside_tensorflow_serving(order):
+    """tfner_client's stubs live in a descriptor pool of their own: no "duplicate file name" beside TF's."""
+    done = subprocess.run([sys.executable, "-c", BESIDE_TENSORFLOW, order], capture_output=True, text=True,
+                          timeout=120, env=SUBPROCESS_ENV, cwd=REPO_ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
 # --------------------------------------------------------------------------

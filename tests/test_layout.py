@@ -11,7 +11,7 @@ from conftest import REPO_ROOT, SUBPROCESS_ENV
 
 PACKAGE = os.path.join(REPO_ROOT, "tfner")
 SERVER = "tfner.server"
-SERVER_ENTRY_POINTS = {"tfner.serve", "tfner.client"}
+SERVER_ENTRY_POINTS = {"tfner.serve"}
 
 
 def module_name(path):

@@ -11,7 +11,7 @@ The package map, in pipeline order (README's layout table says the same):
     inference.py, export.py             the serving graph (text in, spans out); python -m tfner.export
     predict.py                          python -m tfner.predict: an export called in process
     server/, serve.py                   the TF-Serving-API gRPC/REST server; python -m tfner.serve
-    client.py                           python -m tfner.client: the Python gRPC client
+    client.py                           python -m tfner.client: the light gRPC client (tfner_client), re-exported
 
 Two halves. The model half (everything but server/) stays flat: each module is
 one concept, and each command is the module of its name (python -m tfner.X is
@@ -23,8 +23,9 @@ tfner/server/__init__.py).
 The dependency rule (tests/test_layout.py checks it on the import graph):
 tfner.server imports nothing of tfner outside tfner.server, so a change to
 training code cannot break the server and the server never loads keras-hub; and
-nothing in tfner imports tfner.server except the entry points serve.py and
-client.py.
+nothing in tfner imports tfner.server except its entry point, serve.py.
+The Python client is the light `tfner_client` package (serving/clients/python:
+grpcio and protobuf, no TensorFlow); client.py re-exports it.
 """
 
 __version__ = "0.1.0"

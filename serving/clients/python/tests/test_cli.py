@@ -1,0 +1,69 @@
+"""The command line: JSON lines from arguments or stdin, refusals, and the --bench mode."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+from tfner_client import cli
+
+TEXTS = ["他从上海来，去北京。", "", "Hello 世界 😀 北京上海"]
+
+
+def run(*args, stdin=None):
+    """`tfner-client` (the installed console script) with args; returns the CompletedProcess."""
+    script = os.path.join(os.path.dirname(sys.executable), "tfner-client")
+    command = [script] if os.path.exists(script) else [sys.executable, "-m", "tfner_client"]
+    return subprocess.run([*command, *args], input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def test_arguments_print_one_json_line_per_text(server, parity):
+    done = run("--server", server, "--label", "stable", *TEXTS)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["text"] for line in lines] == TEXTS
+    for line in lines:
+        for entity in line["entities"]:
+            assert set(entity) == {"label", "start", "end", "text", "score"}
+            assert line["text"][entity["start"]:entity["end"]] == entity["text"]
+
+
+def test_stdin_gives_the_same_lines(server, capsys, monkeypatch):
+    assert cli.main(["--server", server, "--version", "1", *TEXTS]) == 0
+    from_args = capsys.readouterr().out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(TEXTS) + "\n"))
+    assert cli.main(["--server", server, "--version", "1", "--timeout", "5"]) == 0
+    assert capsys.readouterr().out == from_args
+
+
+def test_refusal_exits_1_with_code_and_message(server):
+    done = run("--server", server, "--model", "nope", "北京")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("tfner-client: NOT_FOUND: "), done.stderr
+
+
+def test_bench_prints_one_summary_line(server, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("北京欢迎你\n他从上海来，去北京。\n", encoding="utf-8")
+    done = run("--server", server, "--bench", str(texts), "--concurrency", "4", "--requests", "40")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    summary = json.loads(line)
+    assert list(summary) == ["client", "concurrency", "requests", "errors", "seconds", "texts_per_s",
+                             "p50_ms", "p99_ms", "cpu_ms_per_request"]
+    assert summary["client"] == "python" and summary["concurrency"] == 4 and summary["requests"] == 40
+    assert summary["errors"] == 0 and summary["seconds"] > 0 and summary["texts_per_s"] > 0
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"]
+    assert summary["cpu_ms_per_request"] > 0
+
+
+def test_bench_counts_errors(server, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("北京\n", encoding="utf-8")
+    done = run("--server", server, "--model", "nope", "--bench", str(texts), "--requests", "5")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["errors"] == 5 and summary["p50_ms"] is None
+    assert "NOT_FOUND" in done.stderr
