@@ -1,0 +1,15 @@
+package dev.tfner.client;
+
+import io.grpc.Status;
+
+/**
+ * {@code UNAVAILABLE}: the server could not be reached, or was starting or stopping, through every
+ * retry.
+ */
+public class UnavailableException extends NerException {
+  private static final long serialVersionUID = 1L;
+
+  public UnavailableException(String serverMessage, int attempts, Throwable cause) {
+    super(Status.Code.UNAVAILABLE, serverMessage, attempts, cause);
+  }
+}

@@ -1,0 +1,98 @@
+package dev.tfner.client.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.tfner.client.TestEnv;
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The command-line example against the test server: JSON lines, errors, and the bench mode. */
+class MainTest {
+
+  /** What one run printed and returned. */
+  private record Run(int status, String out, String err) {
+    List<JsonObject> lines() {
+      return out.lines().map(line -> JsonParser.parseString(line).getAsJsonObject()).toList();
+    }
+  }
+
+  private static Run run(String stdin, String... args) {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    ByteArrayOutputStream err = new ByteArrayOutputStream();
+    int status =
+        Main.run(
+            args,
+            new ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8)),
+            new PrintStream(out, true, StandardCharsets.UTF_8),
+            new PrintStream(err, true, StandardCharsets.UTF_8));
+    return new Run(status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+  }
+
+  @Test
+  void printsOneJsonLinePerArgumentWithBothOffsets() {
+    Run run = run("", "--server", TestEnv.server(), "--label", "stable", "😀张三在北京😀工作", "");
+    assertEquals(0, run.status(), run.err());
+    List<JsonObject> lines = run.lines();
+    assertEquals(2, lines.size());
+    assertEquals("😀张三在北京😀工作", lines.get(0).get("text").getAsString());
+    assertEquals("", lines.get(1).get("text").getAsString());
+    for (var element : lines.get(0).getAsJsonArray("entities")) {
+      JsonObject e = element.getAsJsonObject();
+      String text = lines.get(0).get("text").getAsString();
+      assertEquals(e.get("text").getAsString(), text.substring(e.get("utf16_start").getAsInt(), e.get("utf16_end").getAsInt()));
+      assertTrue(e.has("label") && e.has("start") && e.has("end") && e.has("score"), e.toString());
+    }
+  }
+
+  @Test
+  void readsTextsFromStandardInput() {
+    Run run = run("张三在北京工作。\r\n李四去了上海。\n", "--server=" + TestEnv.server(), "--timeout", "5");
+    assertEquals(0, run.status(), run.err());
+    assertEquals(List.of("张三在北京工作。", "李四去了上海。"), run.lines().stream().map(l -> l.get("text").getAsString()).toList());
+  }
+
+  @Test
+  void refusedCallExitsOneWithCodeAndMessage() {
+    Run run = run("", "--server", TestEnv.server(), "--model", "no_such_model", "北京");
+    assertEquals(1, run.status());
+    assertEquals("", run.out());
+    assertTrue(run.err().startsWith("NOT_FOUND: "), run.err());
+  }
+
+  @Test
+  void badCommandLineExitsTwo() {
+    Run run = run("", "--server", TestEnv.server(), "--version", "1", "--label", "stable", "北京");
+    assertEquals(2, run.status());
+    assertTrue(run.err().contains("give --version or --label, not both"), run.err());
+  }
+
+  @Test
+  void benchPrintsOneLineOfFigures(@TempDir Path dir) throws IOException {
+    Path texts = Files.writeString(dir.resolve("texts.txt"), "张三在北京工作。\n李四去了上海。\n😀\n", StandardCharsets.UTF_8);
+    Run run = run("", "--server", TestEnv.server(), "--bench", texts.toString(), "--concurrency", "4", "--requests", "40");
+    assertEquals(0, run.status(), run.err());
+    List<JsonObject> lines = run.lines();
+    assertEquals(1, lines.size(), run.out());
+    JsonObject figures = lines.get(0);
+    assertEquals(
+        List.of("client", "concurrency", "requests", "errors", "seconds", "texts_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request"),
+        List.copyOf(figures.keySet()));
+    assertEquals("java", figures.get("client").getAsString());
+    assertEquals(4, figures.get("concurrency").getAsInt());
+    assertEquals(40, figures.get("requests").getAsInt());
+    assertEquals(0, figures.get("errors").getAsInt());
+    assertTrue(figures.get("p99_ms").getAsDouble() >= figures.get("p50_ms").getAsDouble(), figures.toString());
+    assertTrue(figures.get("cpu_ms_per_request").getAsDouble() > 0, figures.toString());
+  }
+}
