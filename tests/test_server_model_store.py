@@ -159,6 +159,12 @@ def test_lifecycle_unavailable_then_loads_then_sigterm_drains(tmp_path, export_f
         sender.start()
         wait_for(lambda: metric(server, "tfner_serving_in_flight_requests") >= 1, what="an in-flight request")
         server.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "shutting down" in server.log_text(), what="shutdown to begin")
+        # A call that arrives while the server drains is refused with a status
+        # clients retry (UNAVAILABLE), never CANCELLED.
+        with pytest.raises(grpc.RpcError) as refused:
+            clients.predict.Predict(predict_request(["上海"]), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
         sender.join(60)
         assert "error" not in result, result.get("error")
         assert result["response"].model_spec.version.value == 1

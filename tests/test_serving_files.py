@@ -35,12 +35,15 @@ def yaml_docs(*parts):
 
 @pytest.fixture(scope="module")
 def k8s():
-    """{kind: object} over serving/k8s/*.yaml."""
+    """{kind: object} over serving/k8s/*.yaml; the headless Service as "HeadlessService"."""
     objects = {}
     for path in sorted(glob.glob(os.path.join(SERVING, "k8s", "*.yaml"))):
         for doc in yaml_docs("k8s", os.path.basename(path)):
-            assert doc["kind"] not in objects, f"two {doc['kind']} objects"
-            objects[doc["kind"]] = doc
+            kind = doc["kind"]
+            if kind == "Service" and doc["spec"].get("clusterIP") == "None":
+                kind = "HeadlessService"
+            assert kind not in objects, f"two {kind} objects"
+            objects[kind] = doc
     return objects
 
 
@@ -129,7 +132,7 @@ def test_compose_runs_the_official_image_with_the_configs(compose):
 
 
 def test_k8s_objects_fit_together(k8s):
-    assert set(k8s) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PersistentVolumeClaim"}
+    assert set(k8s) == {"Deployment", "Service", "HeadlessService", "HorizontalPodAutoscaler", "PersistentVolumeClaim"}
     deployment = k8s["Deployment"]
     pod = deployment["spec"]["template"]
     labels = pod["metadata"]["labels"]
@@ -144,6 +147,10 @@ def test_k8s_objects_fit_together(k8s):
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"grpc": 8500, "http": 8501}
     assert {p["targetPort"] for p in k8s["Service"]["spec"]["ports"]} == {"grpc", "http"}
+    # The headless Service selects the same pods, for clients that balance calls with round_robin.
+    headless = k8s["HeadlessService"]["spec"]
+    assert headless["selector"].items() <= labels.items()
+    assert {p["targetPort"] for p in headless["ports"]} == {"grpc"}
     assert container["livenessProbe"]["tcpSocket"]["port"] == "grpc"
     assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models/ner", "port": "http"}
     # Config files come from the ConfigMap mounted at /config.

@@ -56,17 +56,29 @@ def _deadline(context):
 
 
 class _Servicer:
-    """Shared error handling: ServingError -> gRPC status; counts every call."""
+    """Shared error handling: ServingError -> gRPC status; counts every call.
 
-    def __init__(self, predictor, metrics):
+    Args:
+        predictor: predictor.Predictor.
+        metrics: metrics.Metrics.
+        stopping: threading.Event or None. Once set, new calls get
+            UNAVAILABLE (which clients retry, elsewhere or later) instead of
+            running; calls already running finish.
+    """
+
+    def __init__(self, predictor, metrics, stopping=None):
         self.predictor = predictor
         self.metrics = metrics
+        self.stopping = stopping
 
     def _handle(self, method, request, context, work):
         model = request.model_spec.name if hasattr(request, "model_spec") else ""
         if model not in self.predictor.store.model_names():
             model = "<other>"  # Callers choose names: keep label values bounded.
         try:
+            if self.stopping is not None and self.stopping.is_set():
+                raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                                   "the server is shutting down; retry (another replica, or this one once restarted)")
             response = work()
         except ServingError as e:
             error = e

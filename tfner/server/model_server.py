@@ -10,6 +10,7 @@ then stops.
 
 import logging
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -34,6 +35,9 @@ from tfner.server.rest_api import RestServer
 log = logging.getLogger("tfner.serve")
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+# How long shutdown answers new gRPC calls UNAVAILABLE before it stops the port.
+REFUSE_BEFORE_STOP_S = 0.5
 
 # gRPC's 4 MiB default would cut large batches; TF Serving lifts it too.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -134,9 +138,9 @@ class ModelServer:
             ],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.predictor, self.metrics), server)
+            PredictionServicer(self.predictor, self.metrics, self._stopping), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(self.predictor, self.metrics), server)
+            ModelServicer(self.predictor, self.metrics, self._stopping), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             [PREDICTION_SERVICE, MODEL_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
@@ -156,8 +160,14 @@ class ModelServer:
         """Refuses new requests, lets in-flight ones finish (up to grace_s), stops."""
         log.info("shutting down: refusing new requests, draining in-flight ones (grace %.0fs)", grace_s)
         self.health.enter_graceful_shutdown()
-        self._stopping.set()
+        self._stopping.set()  # From here new gRPC calls are answered UNAVAILABLE (grpc_api._Servicer).
         self.store.stop()
+        # grpc's stop() cancels the calls it has accepted but not yet handed to
+        # a handler thread: their clients see CANCELLED, which they must not
+        # retry. Keep the port open a moment first, so that every call that
+        # arrived gets a handler and a retryable UNAVAILABLE; clients watching
+        # health saw NOT_SERVING above and go elsewhere.
+        time.sleep(min(REFUSE_BEFORE_STOP_S, grace_s))
         grpc_done = self.grpc_server.stop(grace_s) if self.grpc_server else None
         if self.rest_server:
             self.rest_server.shutdown()  # Stop accepting; handler threads go on.
