@@ -162,3 +162,34 @@ def test_tfrecord_round_trip(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     back = data.read_tfrecords([str(tmp_path / "train.tfrecord-*")])
     assert sorted(back, key=lambda e: e.text) == sorted(EXAMPLES, key=lambda e: e.text)
+
+
+WEIBO_LIKE = "我 O\n\ufffd\ufffd O\n在 O\n北 B-GPE.NAM\n京 I-GPE.NAM\n\n\ufffd\ufffd O\n好 O\n"  # Weibo NER's tags
+
+
+def test_conll_lost_astral_character_stops_by_default_with_the_way_through(tmp_path):
+    """Weibo NER (2nd version) writes an emoji lost in a UTF-16 round trip as two U+FFFD in one token."""
+    path = write(tmp_path, "weibo.bio", WEIBO_LIKE)
+    with pytest.raises(data.DataError, match=r"weibo.bio:2: the token is two U\+FFFD.*data.lost_characters: replace"):
+        data.read_examples(path)
+
+
+def test_conll_lost_astral_character_read_as_one_character_and_counted(tmp_path, caplog):
+    from tfner.config import ConfigError, load_config
+    from tfner.train import load_corpus
+
+    path = write(tmp_path, "weibo.bio", WEIBO_LIKE)
+    with caplog.at_level(logging.WARNING):
+        examples = data.read_examples(path, lost_characters="replace")
+    # One character for the lost one, so offsets count the original text's code points.
+    assert examples == [data.Example("我\ufffd在北京", (Span(3, 5, "GPE.NAM"),)), data.Example("\ufffd好")]
+    assert "weibo.bio: 2 token(s) of two U+FFFD (a lost astral character) read as one U+FFFD each (line 2, line 7)" \
+        in caplog.text
+    corpus = load_corpus(load_config(None, [f"data.train={path}", "data.lost_characters=replace"]))
+    assert [e.text for e in corpus.train] == ["我\ufffd在北京", "\ufffd好"]
+    with pytest.raises(ConfigError, match="'data.lost_characters' must be one of error, replace"):
+        load_config(None, ["data.lost_characters=drop"])
+    for token in ("\ufffd\ufffd\ufffd", "\ufffd\ufffd\ufffd\ufffd"):  # not one lost character: still an error
+        bad = write(tmp_path, "bad.bio", f"{token} O\n")
+        with pytest.raises(data.DataError, match="bad.bio:1: expected one character"):
+            data.read_examples(bad, lost_characters="replace")

@@ -1,12 +1,10 @@
-"""Training under tf.distribute, resume after SIGKILL, mixed precision, and the command line."""
+"""Training under tf.distribute, mixed precision, and the command line (kills and resume: test_faults.py)."""
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -30,7 +28,9 @@ def test_tiny_run_learns_and_writes_everything(tiny_run):
 
 def _train_steps(strategy, tmp_dir, batch, steps=3):
     keras.utils.set_random_seed(1)
-    config = tiny_config(tmp_dir, ["model.dropout=0"])  # replicas draw their own dropout masks otherwise
+    # No dropout: replicas draw their own masks. Small steps: Adam turns float rounding in near-zero gradients
+    # into whole steps, so the losses of 3 steps agree to 1e-3 at these rates, not at the tiny model's own.
+    config = tiny_config(tmp_dir, ["model.dropout=0", "train.learning_rate=5e-3", "train.head_learning_rate=1e-2"])
     trainer = Trainer(config, load_corpus(config), strategy)
     train_step = trainer.make_train_step()
     iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat(steps)))
@@ -131,34 +131,3 @@ def test_mixed_precision_keeps_the_crf_in_float32(tmp_path):
         assert emissions.dtype == tf.float32
     finally:
         keras.mixed_precision.set_global_policy("float32")
-
-
-def test_resume_after_sigkill_reaches_the_same_result(tiny_run, tmp_path):
-    """Kill -9 mid-training, run the same command again: it resumes and ends where the tiny_run fixture did."""
-    code = (
-        "import sys; sys.path.insert(0, 'tests'); from tiny import train_tiny; "
-        f"train_tiny({str(tmp_path)!r})"
-    )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    state = tmp_path / "run" / "checkpoints" / "checkpoint"
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not state.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert state.exists(), "no checkpoint was written before the deadline"
-    assert not (tmp_path / "run" / "metrics.json").exists(), "the first run finished before it was killed"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=400)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "resumed from" in result.stdout
-    resumed = json.load(open(tmp_path / "run" / "metrics.json"))
-    expected = tiny_run["summary"]
-    assert resumed["steps"] == expected["steps"]
-    assert resumed["resumed_from_step"] > 0 and expected["resumed_from_step"] is None
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2]  # the epoch before the kill is kept
-    assert [h["dev_f1"] for h in resumed["history"]] == pytest.approx([h["dev_f1"] for h in expected["history"]])
-    assert resumed["best_dev_f1"] == pytest.approx(expected["best_dev_f1"], abs=1e-6)
-    assert resumed["test"]["f1"] == pytest.approx(expected["test"]["f1"], abs=1e-6)

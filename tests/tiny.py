@@ -18,8 +18,9 @@ TINY_OVERRIDES = [
     "data.max_seq_length=32",  # demo sentences run to ~40 characters: training splits them, export windows them
     "train.epochs=2",
     "train.batch_size=16",
-    "train.learning_rate=5e-3",
-    "train.head_learning_rate=1e-2",
+    # The demo corpus is varied (tfner/demo.py): in these 40 steps, 5e-3 / 1e-2 reach dev F1 0.32, these 0.63.
+    "train.learning_rate=1e-2",
+    "train.head_learning_rate=3e-2",
     "train.checkpoint_every_steps=10",
     "train.distribute=one_device",
     "export.window_overlap=8",

@@ -9,6 +9,8 @@ The package map, in pipeline order (README's layout table says the same):
     optimization.py, distribute.py      AdamW parameter groups and schedules; the tf.distribute strategy
     train.py, evaluate.py, metrics.py   python -m tfner.train / tfner.evaluate; seqeval scores
     inference.py, export.py             the serving graph (text in, spans out); python -m tfner.export
+    unlabelled.py, masked_lm.py         unlabelled text streams; masked-LM masking and model
+    pretrain.py, distill.py             python -m tfner.pretrain / tfner.distill
     predict.py                          python -m tfner.predict: an export called in process
     server/, serve.py                   the TF-Serving-API gRPC/REST server; python -m tfner.serve
     client.py                           python -m tfner.client: the light gRPC client (tfner_client), re-exported

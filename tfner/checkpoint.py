@@ -340,6 +340,11 @@ def _locate(path: str) -> tuple[str, str]:
         )
     if _is_preset_name(path):
         return "keras", path
+    if os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} is a file; pass the checkpoint's folder (or the prefix of a TF1 checkpoint, e.g. "
+            f".../bert_model.ckpt). {ACCEPTED_FORMATS}"
+        )
     raise FileNotFoundError(f"No BERT checkpoint at {path!r}: the path does not exist. {ACCEPTED_FORMATS}")
 
 
@@ -358,8 +363,12 @@ def _google_prefix(folder: str, indexes: list[str]) -> str:
         import tensorflow as tf
 
         latest = tf.train.latest_checkpoint(folder)
-        if latest:
+        # The state file may hold an absolute path into the folder this one was copied from: never load
+        # weights from somewhere else than the folder named.
+        if latest and os.path.samefile(os.path.dirname(latest), folder):
             return latest
+        if latest:
+            logger.warning("%s/checkpoint names %s, outside this folder; ignoring it", folder, latest)
     if len(indexes) == 1:
         return indexes[0][: -len(".index")]
     if indexes:
@@ -406,6 +415,10 @@ def _read_architecture(config_file: str, huggingface: bool) -> _Architecture:
     absent = [key for key in required if key not in config]
     if absent:
         raise ValueError(f"{config_file} lacks {', '.join(absent)}; a BERT config has all of {', '.join(required)}.")
+    not_counts = [f"{key} is {config[key]!r}" for key in required
+                  if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1]
+    if not_counts:
+        raise ValueError(f"{config_file}: {', '.join(not_counts)}; each must be a positive integer (a JSON number).")
 
     # Settings a keras-hub BertBackbone cannot express: loading anyway would
     # give a model that runs but computes something else.
@@ -497,7 +510,13 @@ class _TF1Reader:
         import tensorflow as tf
 
         self.description = prefix + ".index"
-        self._reader = tf.train.load_checkpoint(prefix)
+        try:
+            self._reader = tf.train.load_checkpoint(prefix)
+        except tf.errors.OpError as e:
+            raise ValueError(
+                f"{self.description} is not a readable TF checkpoint index ({e.message}): the file is truncated "
+                "or not a checkpoint; copy or download the checkpoint again"
+            ) from None
         self.shapes = {name: tuple(shape) for name, shape in self._reader.get_variable_to_shape_map().items()}
         self._dtypes = self._reader.get_variable_to_dtype_map()
 
@@ -507,7 +526,13 @@ class _TF1Reader:
         return None if dtype.is_floating else f"dtype {dtype.name}, expected floating point"
 
     def get(self, name: str) -> np.ndarray:
-        return np.asarray(self._reader.get_tensor(name))
+        try:
+            return np.asarray(self._reader.get_tensor(name))
+        except Exception as e:  # A short .data shard fails here, as IndexError or an OpError.
+            raise ValueError(
+                f"{self.description}: reading {name} failed ({type(e).__name__}: {e}); the .data-* file beside "
+                "the index is truncated or corrupt; copy or download the checkpoint again"
+            ) from None
 
 
 class _SafetensorsReader:
@@ -540,7 +565,14 @@ class _SafetensorsReader:
         for path in sorted(set(files.values())):
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{index} lists the shard {path}, which is missing.")
-            with safe_open(path, framework="np") as f:
+            try:
+                handle = safe_open(path, framework="np")
+            except Exception as e:  # safetensors' own error type names neither the file nor the cause's fix.
+                raise ValueError(
+                    f"{path} is not a readable safetensors file ({e}): it is truncated or not safetensors; "
+                    "copy or download it again"
+                ) from None
+            with handle as f:
                 for name in f.keys():
                     if None not in files and files.get(name) != path:
                         continue  # a shard holding a tensor the index assigns elsewhere

@@ -8,6 +8,7 @@ file, so a typo never trains a model with a silently ignored setting.
 """
 
 import dataclasses
+import difflib
 import os
 import typing
 from typing import Any
@@ -36,6 +37,9 @@ class DataConfig:
     vocab: str = ""  # vocab.txt; "" = the checkpoint's vocab, or one built from the training data (scratch)
     max_seq_length: int = 128  # tokens per window, [CLS] and [SEP] included: 126 characters
     lowercase: bool = True  # fold A-Z to a-z (BERT-Base Chinese is an uncased vocabulary)
+    # A CoNLL token of two U+FFFD is one astral character (an emoji) lost in a UTF-16 conversion, as Weibo NER
+    # (2nd version) writes them: error = stop at its line; replace = read it as one U+FFFD, counted in a warning.
+    lost_characters: str = "error"
 
 
 @dataclasses.dataclass
@@ -84,6 +88,35 @@ class ExportConfig:
 
 
 @dataclasses.dataclass
+class PretrainConfig:
+    """Masked-LM pretraining of the backbone (python -m tfner.pretrain); data.*, model.* and train.* apply too.
+
+    Text files hold one document per line (`.txt`, any other name) or JSON lines with a string field
+    (`.jsonl`, `.json`); paths and globs go through tf.io.gfile and are streamed, never held in memory.
+    """
+
+    text: list[str] = dataclasses.field(default_factory=list)  # unlabelled text files or globs
+    text_field: str = "text"  # the field that holds the text in JSON lines files
+    held_out: int = 1000  # the corpus's first N sequences: scored (masked accuracy, perplexity), never trained on
+    mask_rate: float = 0.15  # share of each sequence's characters the model must predict
+    mask_token_rate: float = 0.8  # of those: replaced by [MASK] (80 %), by a random character (10 %), kept (10 %)
+    random_token_rate: float = 0.1
+    shuffle_buffer: int = 100_000  # sequences; bounds memory for corpora larger than it
+    output: str = ""  # the backbone folder (keras-hub preset) to write; "" = <run_dir>/backbone
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    """Distillation into a smaller student (python -m tfner.distill); the student's shape is model.*."""
+
+    teacher: str = ""  # run_dir of the trained teacher (config.yaml, vocab.txt, labels.txt, best/)
+    unlabelled: list[str] = dataclasses.field(default_factory=list)  # extra text, as pretrain.text; soft loss only
+    text_field: str = "text"  # the text field of unlabelled JSON lines files
+    temperature: float = 2.0  # teacher and student distributions are both taken at this temperature
+    soft_weight: float = 0.5  # loss = soft_weight * T^2 * KL(teacher || student) + (1 - soft_weight) * gold loss
+
+
+@dataclasses.dataclass
 class Config:
     """One experiment: data, model, training and export, all living under run_dir."""
 
@@ -92,6 +125,8 @@ class Config:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
 
     @property
     def export_dir(self) -> str:
@@ -102,9 +137,32 @@ class Config:
 _CHOICES = {
     "data.format": ("auto", "conll", "cluener", "jsonl", "tfrecord"),
     "data.scheme": ("auto", "BIO", "IOB1", "BIOES", "BMES"),
+    "data.lost_characters": ("error", "replace"),
     "model.head": ("crf", "softmax"),
     "train.distribute": ("auto", "one_device", "mirrored", "multi_worker", "tpu"),
     "train.mixed_precision": ("none", "mixed_float16", "mixed_bfloat16"),
+}
+
+# Numbers with a range: a value outside it fails at load time, naming the key, instead of mid-run as a
+# division by zero (checkpoint_every_steps: 0), an empty loop (batch_size: 0) or a diverging loss.
+_RANGES = {
+    "data.max_seq_length": (lambda v: v >= 3, ">= 3 ([CLS], at least one character, [SEP])"),
+    "model.num_layers": (lambda v: v >= 1, ">= 1"),
+    "model.hidden_dim": (lambda v: v >= 1, ">= 1"),
+    "model.num_heads": (lambda v: v >= 1, ">= 1"),
+    "model.intermediate_dim": (lambda v: v >= 1, ">= 1"),
+    "model.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.epochs": (lambda v: v >= 1, ">= 1"),
+    "train.batch_size": (lambda v: v >= 1, ">= 1"),
+    "train.learning_rate": (lambda v: v > 0, "> 0"),
+    "train.head_learning_rate": (lambda v: v > 0, "> 0"),
+    "train.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "train.warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "train.clip_norm": (lambda v: v >= 0, ">= 0 (0 turns clipping off)"),
+    "train.checkpoint_every_steps": (lambda v: v >= 1, ">= 1"),
+    "train.keep_checkpoints": (lambda v: v >= 1, ">= 1"),
+    "train.max_steps": (lambda v: v >= 0, ">= 0 (0: all epochs)"),
+    "export.window_overlap": (lambda v: v >= 0, ">= 0"),
 }
 
 
@@ -128,7 +186,29 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
         if not sep or not key:
             raise ConfigError(f"--set {override!r}: expected key=value, e.g. --set train.epochs=3")
         _merge(config, _nest(key.strip(), yaml.safe_load(text) if text.strip() else ""), f"--set {override}", "")
+    sources = ([path] if path else []) + [f"--set {o}" for o in overrides]
+    _check_consistency(config, ", ".join(sources) or "the default config")
     return config
+
+
+def _check_consistency(config: Config, source: str) -> None:
+    """Settings that are each valid but contradict each other; caught here, not hours into a run."""
+    window = config.data.max_seq_length - 2
+    if config.export.window_overlap >= window:
+        raise ConfigError(
+            f"{source}: export.window_overlap {config.export.window_overlap} must be below the window of "
+            f"data.max_seq_length - 2 = {window} characters; lower it (e.g. to {window // 4})"
+        )
+    if config.train.distribute == "tpu" and config.train.mixed_precision == "mixed_float16":
+        raise ConfigError(
+            f"{source}: train.distribute is tpu but train.mixed_precision is mixed_float16, which TPUs do not "
+            "compute in; set train.mixed_precision: mixed_bfloat16"
+        )
+    if config.model.init == "scratch" and config.model.hidden_dim % config.model.num_heads:
+        raise ConfigError(
+            f"{source}: model.hidden_dim {config.model.hidden_dim} must divide evenly into model.num_heads "
+            f"{config.model.num_heads} heads; change either"
+        )
 
 
 def to_dict(config: Config) -> dict[str, Any]:
@@ -153,7 +233,9 @@ def _merge(node: Any, raw: dict, source: str, prefix: str) -> None:
         name = f"{prefix}{key}"
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(f"{source}: unknown key {name!r}; known keys here: {known}")
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"did you mean {prefix + close[0]!r}? " if close else ""
+            raise ConfigError(f"{source}: unknown key {name!r}; {hint}known keys here: {known}")
         current = getattr(node, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -163,6 +245,8 @@ def _merge(node: Any, raw: dict, source: str, prefix: str) -> None:
             value = _coerce(value, hints[key], name, source)
             if name in _CHOICES and value not in _CHOICES[name]:
                 raise ConfigError(f"{source}: {name!r} must be one of {', '.join(_CHOICES[name])}; got {value!r}")
+            if name in _RANGES and not _RANGES[name][0](value):
+                raise ConfigError(f"{source}: {name!r} must be {_RANGES[name][1]}; got {value!r}")
             setattr(node, key, value)
 
 

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 
 import tensorflow as tf
@@ -57,6 +58,9 @@ def expand_paths(patterns: Sequence[str]) -> list[str]:
         matched = sorted(tf.io.gfile.glob(pattern))
         if not matched:
             raise DataError(f"{pattern}: no such file (or no match for the glob); check the data paths in the config")
+        for path in matched:
+            if tf.io.gfile.isdir(path):
+                raise DataError(f"{path}: a folder, not a file; name the files in it, e.g. {os.path.join(path, '*')}")
         paths.extend(matched)
     return paths
 
@@ -72,15 +76,16 @@ def detect_format(path: str) -> str:
     return "conll"
 
 
-def read_examples(patterns: str | Sequence[str], format: str = "auto", scheme: str = "auto") -> list[Example]:
-    """Reads every file of `patterns` (paths or globs) into examples."""
+def read_examples(patterns: str | Sequence[str], format: str = "auto", scheme: str = "auto",
+                  lost_characters: str = "error") -> list[Example]:
+    """Reads every file of `patterns` (paths or globs) into examples (lost_characters: see read_conll)."""
     if isinstance(patterns, str):
         patterns = [patterns]
     examples = []
     for path in expand_paths(patterns):
         fmt = detect_format(path) if format == "auto" else format
         if fmt == "conll":
-            examples.extend(read_conll(path, scheme))
+            examples.extend(read_conll(path, scheme, lost_characters))
         elif fmt == "cluener":
             examples.extend(read_cluener(path))
         elif fmt == "jsonl":
@@ -92,6 +97,11 @@ def read_examples(patterns: str | Sequence[str], format: str = "auto", scheme: s
     return examples
 
 
+# Lines end at \n, \r\n or \r only. str.splitlines() would also break at U+2028, U+0085, \x1c and other
+# characters that are text here: a CoNLL token, or raw inside a JSON string (write_jsonl writes them so).
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def _read_lines(path: str) -> list[str]:
     with tf.io.gfile.GFile(path, "rb") as f:
         raw = f.read()
@@ -99,18 +109,49 @@ def _read_lines(path: str) -> list[str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
+        # A UTF-16 file (Windows' "Unicode") starts with a byte-order mark or is full of NUL bytes.
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff") or raw[:200].count(b"\x00") > len(raw[:200]) // 4
+        encoding = "UTF-16" if utf16 else "GBK"
+        if e.reason == "unexpected end of data" and e.end == len(raw):
+            raise DataError(
+                f"{path}:{line}: the file ends in the middle of a UTF-8 character: it was cut short (an "
+                "interrupted copy or download?); copy it again"
+            ) from None
         raise DataError(
-            f"{path}:{line}: not UTF-8 ({e.reason} at byte {e.start}); convert the file, e.g. "
-            f"`iconv -f GBK -t UTF-8 {os.path.basename(path)}`"
+            f"{path}:{line}: not UTF-8 ({e.reason} at byte {e.start}){'; it looks like UTF-16' if utf16 else ''}; "
+            f"convert the file, e.g. `iconv -f {encoding} -t UTF-8 {os.path.basename(path)}`"
         ) from None
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
-    return text.splitlines()
+    lines = _LINE_END.split(text)
+    return lines[:-1] if lines[-1] == "" else lines
 
 
-def read_conll(path: str, scheme: str = "auto") -> list[Example]:
-    """Reads a char-tag file; see the module docstring. Ill-formed tag sequences are repaired and counted."""
-    sentences, chars, tags, first_line = [], [], [], 1
+def _excerpt(line: str, limit: int = 40) -> str:
+    """A line for an error message: a 1 MB line is named by its start and its length, not printed whole."""
+    return repr(line) if len(line) <= limit else f"{line[:limit]!r}... ({len(line):,} characters)"
+
+
+LOST_CHARACTER = "\ufffd\ufffd"  # one astral character after a UTF-16 round trip that dropped its surrogates
+LOST_CHARACTERS = ("error", "replace")
+
+
+def read_conll(path: str, scheme: str = "auto", lost_characters: str = "error") -> list[Example]:
+    """Reads a char-tag file; see the module docstring. Ill-formed tag sequences are repaired and counted.
+
+    Args:
+        path: str. The file.
+        scheme: str. "auto" or one of tfner.labels.SCHEMES.
+        lost_characters: str. What to do with a token of two U+FFFD, the trace of one character outside the
+            Basic Multilingual Plane (an emoji, a rare CJK character) lost in a UTF-16 conversion, as Weibo NER
+            (2nd version) writes them: "error" stops at the first with a DataError naming the line;
+            "replace" reads each as one U+FFFD (one character, so later offsets keep counting the original
+            text's code points) and counts them in a warning.
+    """
+    if lost_characters not in LOST_CHARACTERS:
+        raise ValueError(f"lost_characters must be one of {', '.join(LOST_CHARACTERS)}; got {lost_characters!r}")
+    sentences, chars, tags, first_line, lost = [], [], [], 1, []
+    first_prefix = {}  # tag prefix letter -> first line using it
     lines = _read_lines(path)
     for number, line in enumerate(lines + [""], start=1):
         if not line.strip():
@@ -119,16 +160,33 @@ def read_conll(path: str, scheme: str = "auto") -> list[Example]:
             chars, tags, first_line = [], [], number + 1
             continue
         char, sep, tag = line.rpartition("\t") if "\t" in line else line.rpartition(" ")
+        if char == LOST_CHARACTER:
+            if lost_characters == "error":
+                raise DataError(
+                    f"{path}:{number}: the token is two U+FFFD, a character outside the Basic Multilingual Plane "
+                    "lost in a UTF-16 conversion (Weibo NER writes emoji so); to read each such token as one "
+                    "U+FFFD, set data.lost_characters: replace (--set data.lost_characters=replace)"
+                )
+            char = "\ufffd"
+            lost.append(number)
         if not sep or len(char) != 1:
             raise DataError(
-                f"{path}:{number}: expected one character, a space or tab, and a tag (e.g. '张 B-PER'); got {line!r}"
+                f"{path}:{number}: expected one character, a space or tab, and a tag (e.g. '张 B-PER'); "
+                f"got {_excerpt(line)}"
             )
         try:
             labels_lib.split_tag(tag)
         except ValueError as e:
             raise DataError(f"{path}:{number}: {e}") from None
+        first_prefix.setdefault(tag[0], number)
         chars.append(char)
         tags.append(tag)
+    if "I" in first_prefix and "M" in first_prefix:  # BIO/BIOES say I-, BMES says M-: two schemes in one file
+        raise DataError(
+            f"{path}:{max(first_prefix['I'], first_prefix['M'])}: the file mixes tag schemes: I- tags (BIO or "
+            f"BIOES, first at line {first_prefix['I']}) and M- tags (BMES, first at line {first_prefix['M']}); "
+            "write every sentence in one scheme (convert the M- tags to I-, or the I- tags to M-)"
+        )
     if scheme == "auto":
         scheme = labels_lib.detect_scheme(t for _, _, sentence_tags in sentences for t in sentence_tags)
     examples, repaired = [], []
@@ -137,13 +195,22 @@ def read_conll(path: str, scheme: str = "auto") -> list[Example]:
         if repairs and scheme != "IOB1":
             repaired.append(first)
         examples.append(Example(text, tuple(spans)))
+    if lost:
+        log.warning(
+            "%s: %d token(s) of two U+FFFD (a lost astral character) read as one U+FFFD each (%s)",
+            path, len(lost), _line_list(lost),
+        )
     if repaired:
-        where = ", ".join(f"line {n}" for n in repaired[:5]) + (" ..." if len(repaired) > 5 else "")
+        where = _line_list(repaired)
         log.warning(
             "%s: %d sentence(s) have a continuation tag with no begin (%s); each such tag starts a new entity",
             path, len(repaired), where,
         )
     return examples
+
+
+def _line_list(numbers: list[int]) -> str:
+    return ", ".join(f"line {n}" for n in numbers[:5]) + (" ..." if len(numbers) > 5 else "")
 
 
 def _read_json_records(path: str) -> Iterable[tuple[int, dict]]:
@@ -159,8 +226,25 @@ def _read_json_records(path: str) -> Iterable[tuple[int, dict]]:
         yield number, record
 
 
+def _is_offset(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_label(path: str, number: int, label) -> str:
+    if not isinstance(label, str) or not label or any(c.isspace() for c in label):
+        raise DataError(
+            f"{path}:{number}: entity type {label!r} must be a non-empty string without spaces, e.g. \"PER\""
+        )
+    return label
+
+
 def _check_span(path: str, number: int, text: str, span: Span, what: str) -> Span:
-    if not (isinstance(span.start, int) and isinstance(span.end, int) and 0 <= span.start < span.end <= len(text)):
+    if not (_is_offset(span.start) and _is_offset(span.end)):
+        raise DataError(
+            f"{path}:{number}: {what} {span.label!r} has start {span.start!r} and end {span.end!r}; "
+            "offsets must be integers (character positions)"
+        )
+    if not 0 <= span.start < span.end <= len(text):
         raise DataError(
             f"{path}:{number}: {what} {span.label!r} [{span.start}, {span.end}) is outside the text "
             f"({len(text)} characters) or empty"
@@ -177,10 +261,21 @@ def read_cluener(path: str) -> list[Example]:
         if not isinstance(label_map, dict):
             raise DataError(f"{path}:{number}: 'label' must map type -> {{mention: [[start, end], ...]}}")
         for label, mentions in label_map.items():
+            _check_label(path, number, label)
+            if not isinstance(mentions or {}, dict):
+                raise DataError(
+                    f"{path}:{number}: 'label'.{label} must map mention -> [[start, end], ...], "
+                    f"got {type(mentions).__name__}"
+                )
             for mention, positions in (mentions or {}).items():
+                if not isinstance(positions, list):
+                    raise DataError(f"{path}:{number}: {label}/{mention}: positions must be a list of [start, end]")
                 for position in positions:
-                    if not (isinstance(position, list) and len(position) == 2):
-                        raise DataError(f"{path}:{number}: {label}/{mention}: a position must be [start, end]")
+                    if not (isinstance(position, list) and len(position) == 2 and all(map(_is_offset, position))):
+                        raise DataError(
+                            f"{path}:{number}: {label}/{mention}: a position must be [start, end] of two "
+                            f"integers, got {position!r}"
+                        )
                     span = _check_span(path, number, text, Span(position[0], position[1] + 1, label), "entity")
                     if text[span.start : span.end] != mention:
                         raise DataError(
@@ -196,10 +291,15 @@ def read_jsonl(path: str) -> list[Example]:
     """Reads tfner JSONL (exclusive ends)."""
     examples = []
     for number, record in _read_json_records(path):
-        spans = []
-        for entity in record.get("entities", []):
+        spans, entities = [], record.get("entities", [])
+        if not isinstance(entities, list):
+            raise DataError(
+                f"{path}:{number}: 'entities' must be a list of {{\"start\", \"end\", \"label\"}} objects, "
+                f"got {type(entities).__name__}"
+            )
+        for entity in entities:
             try:
-                span = Span(entity["start"], entity["end"], str(entity["label"]))
+                span = Span(entity["start"], entity["end"], _check_label(path, number, entity["label"]))
             except (KeyError, TypeError):
                 raise DataError(f"{path}:{number}: each entity needs 'start', 'end' and 'label'") from None
             spans.append(_check_span(path, number, record["text"], span, "entity"))

@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scheme", default="auto", choices=("auto", "BIO", "IOB1", "BIOES", "BMES"))
     parser.add_argument("--output", help="write the metrics as JSON here")
     args = parser.parse_args(argv)
-    result = evaluate_saved_model(args.model, data.read_examples(args.data, args.format, args.scheme))
+    try:
+        result = evaluate_saved_model(args.model, data.read_examples(args.data, args.format, args.scheme))
+    except (OSError, ValueError) as e:  # DataError, a missing or malformed export
+        print(f"tfner.evaluate: {e}", file=sys.stderr)
+        return 2
     print(f"model {result['model']}")
     print(metrics.format_table(result))
     if args.output:

@@ -4,9 +4,10 @@
 
 Writes export/<model_name>/<N>/ with N one above the highest version there: a SavedModel whose
 `serving_default` signature takes raw UTF-8 texts and returns entity spans (contract: export/README.md),
-plus assets/ (vocab.txt, labels.txt, tags.txt) and assets.extra/tf_serving_warmup_requests. The version is
-written to a temporary folder and renamed into place, so TF Serving (which polls the folder) never sees
-half of it.
+plus assets/ (vocab.txt, labels.txt, tags.txt, and source.json: the run and a digest of the files the export
+was made from) and assets.extra/tf_serving_warmup_requests. The version is written to a hidden temporary
+folder and renamed into place, so TF Serving (which polls the folder) never sees half of it; a process killed
+before the rename leaves only that hidden folder, which TF Serving and tfner.serve ignore.
 
 The SavedModel is written with keras.export.ExportArchive, tracking the Keras model and the tokenizer's
 lookup table: a Keras 3 model saved through a plain tf.Module fails TF Serving's TF1-style session load
@@ -14,6 +15,8 @@ lookup table: a Keras 3 model saved through a plain tf.Module fails TF Serving's
 """
 
 import argparse
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -82,8 +85,12 @@ def write_warmup(path: str, model_name: str, texts: list[str]) -> None:
             writer.write(log_record.SerializeToString())
 
 
-def export_module(module: NerModule, base_dir: str, model_name: str, version: int | None = None) -> str:
-    """Writes module as base_dir/<version>/ (next free version by default) and returns that path."""
+def export_module(module: NerModule, base_dir: str, model_name: str, version: int | None = None,
+                  source: dict | None = None) -> str:
+    """Writes module as base_dir/<version>/ (next free version by default) and returns that path.
+
+    `source` (where the model comes from) is written as assets/source.json.
+    """
     version = version or next_version(base_dir)
     final = os.path.join(base_dir, str(version))
     if tf.io.gfile.exists(final):
@@ -109,6 +116,9 @@ def export_module(module: NerModule, base_dir: str, model_name: str, version: in
         ):
             with tf.io.gfile.GFile(os.path.join(assets, name), "w") as f:
                 f.write("".join(f"{line}\n" for line in lines))
+        if source:
+            with tf.io.gfile.GFile(os.path.join(assets, "source.json"), "w") as f:
+                json.dump(source, f, indent=2)
         extra = os.path.join(staging, "assets.extra")
         tf.io.gfile.makedirs(extra)
         write_warmup(os.path.join(extra, "tf_serving_warmup_requests"), model_name, WARMUP_TEXTS)
@@ -120,10 +130,54 @@ def export_module(module: NerModule, base_dir: str, model_name: str, version: in
     return final
 
 
-def export_run(run_dir: str, out: str | None = None) -> str:
-    """Exports a run's best model to `out` (default: the run's export.dir) as the next version."""
+RUN_FILES = ("config.yaml", "vocab.txt", "labels.txt", "backbone.json")
+
+
+def run_digest(run_dir: str) -> str:
+    """sha256 of everything an export is made from: the run's config, vocab, labels, backbone.json and best/."""
+    digest = hashlib.sha256()
+    best = os.path.join(run_dir, "best")
+    names = sorted(tf.io.gfile.listdir(best)) if tf.io.gfile.isdir(best) else []  # none: load_run says so
+    paths = [os.path.join(run_dir, name) for name in RUN_FILES] + [os.path.join(best, name) for name in names]
+    for path in paths:
+        if tf.io.gfile.exists(path):
+            digest.update(os.path.relpath(path, run_dir).encode("utf-8") + b"\0")
+            with tf.io.gfile.GFile(path, "rb") as f:
+                digest.update(f.read())
+    return "sha256:" + digest.hexdigest()
+
+
+def find_export(base_dir: str, digest: str) -> str | None:
+    """The newest version under base_dir exported from a run of this digest (assets/source.json), if any."""
+    if not tf.io.gfile.isdir(base_dir):
+        return None
+    versions = sorted((int(n.rstrip("/")) for n in tf.io.gfile.listdir(base_dir) if n.rstrip("/").isdigit()),
+                      reverse=True)
+    for version in versions:
+        path = os.path.join(base_dir, str(version), "assets", "source.json")
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                if json.load(f).get("digest") == digest:
+                    return os.path.join(base_dir, str(version))
+    return None
+
+
+def export_run(run_dir: str, out: str | None = None, reuse: bool = False) -> str:
+    """Exports a run's best model to `out` (default: the run's export.dir) as the next version.
+
+    With reuse, a version already exported from the very same run files (see run_digest) is returned
+    instead of writing another: tfner.train uses it, so a run killed after its export and run again ends
+    with one version, as an uninterrupted run does.
+    """
     config = load_config(os.path.join(run_dir, "config.yaml"))
-    return export_module(load_run(run_dir), out or config.export_dir, config.export.model_name)
+    base_dir = out or config.export_dir
+    source = {"run_dir": os.path.abspath(run_dir), "digest": run_digest(run_dir)}
+    if reuse:
+        existing = find_export(base_dir, source["digest"])
+        if existing:
+            log.info("%s was exported from these very weights already; not exporting again", existing)
+            return existing
+    return export_module(load_run(run_dir), base_dir, config.export.model_name, source=source)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="export base folder (default: the run's export.dir, export/<model_name>)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(export_run(args.run, args.out))
+    if not tf.io.gfile.exists(os.path.join(args.run, "config.yaml")):
+        print(f"tfner.export: {args.run} is not a run_dir (it has no config.yaml); pass the run_dir of a "
+              "training run (python -m tfner.train writes it)", file=sys.stderr)
+        return 2
+    try:
+        print(export_run(args.run, args.out))
+    except (OSError, ValueError) as e:  # no best/ yet, a config or checkpoint that does not load
+        print(f"tfner.export: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -8,9 +8,13 @@ measured is what is shipped. Steps, for a batch of texts:
    S = W - overlap characters, the last one flush with the text end. With W = 126, overlap 32 (S = 94) and
    n = 300: windows start at 0, 94, 174 (= 300 - 126). Every window of every text goes into one model batch.
 3. Tag each window: backbone -> emissions -> CRF Viterbi (or softmax argmax), with per-character confidence.
-4. Merge: consecutive windows k, k+1 share characters; character i takes window k's tag when
-   i < (start_k + W + start_{k+1}) / 2 (the middle of the overlap), else window k+1's: the window in which
-   it sits further from a window edge, so has more context.
+4. Merge: consecutive windows k, k+1 share characters; characters before a seam c_k take window k's tags,
+   the others window k+1's. The seam is never inside an entity of either window: c_k is a position where
+   window k's tag before it ends an entity or is O (E-, S-, O) and window k+1's tag at it begins one or is O
+   (B-, S-, O), so every entity comes whole from one window, as that window decoded it. Of such positions in
+   the overlap, the one nearest its middle m_k = (start_k + W + start_{k+1}) / 2 wins (there both windows
+   see the most context); with none (an entity longer than the overlap), the seam is m_k itself. Seams stay
+   in order: c_k lies in [max(start_{k+1}, start_{k-1} + W), start_k + W], and these ranges do not overlap.
 5. Spans: tags -> entities by the rule of tfner.labels (a continuation with no begin starts an entity),
    vectorised. An entity's score is the lowest confidence among its characters.
 6. Pad every output to the batch's widest row (see export/README.md for the contract).
@@ -83,8 +87,7 @@ class NerModule(tf.Module):
         )
 
         # Step 4: for each character, the window it takes its tag from.
-        next_starts = tf.concat([starts[:, 1:], tf.fill([starts.nrows(), 1], 2**30)], axis=1)
-        boundaries = (starts + self.window + next_starts) // 2  # first character that belongs to window k + 1
+        boundaries = self.seams(starts, window_tags)  # first character that belongs to window k + 1
         char_positions = tf.ragged.range(lengths)
         chosen = tf.searchsorted(
             boundaries.to_tensor(default_value=2**30), char_positions.to_tensor(default_value=2**30), side="right"
@@ -97,6 +100,39 @@ class NerModule(tf.Module):
         tags = ids.with_flat_values(tf.gather_nd(window_tags, index))
         confidence = ids.with_flat_values(tf.gather_nd(window_confidence, index))
         return tags, confidence
+
+    def seams(self, starts: tf.RaggedTensor, window_tags: tf.Tensor) -> tf.RaggedTensor:
+        """The seam after each window (step 4): [B, (K)] window starts, [K_total, L] tags -> [B, (K)] seams.
+
+        Seam k is the first character taken from window k + 1 (2**30 after a text's last window).
+        """
+        w = self.window
+        flat = starts.flat_values
+        first = tf.cast(starts.row_starts(), tf.int32)
+        index_in_text = tf.range(tf.size(flat)) - tf.gather(first, tf.cast(starts.value_rowids(), tf.int32))
+        count = tf.gather(tf.cast(starts.row_lengths(), tf.int32), tf.cast(starts.value_rowids(), tf.int32))
+        has_next = index_in_text + 1 < count
+        nothing = tf.zeros_like(flat[:1])  # [0] (or [] for an empty batch)
+        following = tf.concat([flat[1:], nothing], axis=0)  # the next window's start (meaningless without one)
+        previous_end = tf.concat([nothing, flat[:-1]], axis=0) + w
+        low = tf.where(index_in_text > 0, tf.maximum(following, previous_end), following)
+        high = flat + w
+        middle = (flat + w + following) // 2
+        # Candidates c = start_{k+1} + j, j = 0..W: window k's tag at c - 1 and window k+1's tag at c.
+        seam = following[:, None] + tf.range(w + 1)[None, :]
+        longest = tf.shape(window_tags)[1]
+        before = tf.gather(window_tags, tf.clip_by_value(seam - 1 - flat[:, None], 0, longest - 1), batch_dims=1)
+        next_tags = tf.concat([window_tags[1:], tf.zeros_like(window_tags[:1])], axis=0)
+        after = tf.gather(next_tags, tf.clip_by_value(seam - following[:, None], 0, longest - 1), batch_dims=1)
+        clean = (
+            (seam >= low[:, None]) & (seam <= high[:, None]) & has_next[:, None]
+            & tf.gather(self._closes | self._is_outside, before) & tf.gather(self._opens | self._is_outside, after)
+        )
+        distance = tf.where(clean, tf.abs(seam - middle[:, None]), 2**30)
+        best = tf.gather(seam, tf.argmin(distance, axis=1, output_type=tf.int32), batch_dims=1)
+        fallback = tf.clip_by_value(middle, low, high)
+        chosen = tf.where(tf.reduce_any(clean, axis=1), best, fallback)
+        return starts.with_flat_values(tf.where(has_next, chosen, 2**30))
 
     def entities(self, code_points: tf.RaggedTensor, tags: tf.RaggedTensor, confidence: tf.RaggedTensor) -> dict:
         """Per-character tags -> the padded serving outputs (steps 5-6)."""

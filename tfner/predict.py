@@ -16,15 +16,40 @@ import tensorflow as tf
 
 
 def resolve_version(path: str) -> str:
-    """export/NAME -> export/NAME/<highest version>; a version folder is returned as is."""
+    """export/NAME -> export/NAME/<highest version holding a saved_model.pb>; a version folder is returned as is.
+
+    As TF Serving does, a numbered folder without saved_model.pb (an export still being written, or one that
+    was interrupted) is not a version.
+    """
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         return path
-    versions = [int(name.rstrip("/")) for name in tf.io.gfile.listdir(path) if name.rstrip("/").isdigit()] \
+    numbered = sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(path) if name.rstrip("/").isdigit()) \
         if tf.io.gfile.isdir(path) else []
+    versions = [v for v in numbered if tf.io.gfile.exists(os.path.join(path, str(v), "saved_model.pb"))]
     if not versions:
-        raise FileNotFoundError(f"{path}: neither a SavedModel nor a folder of numbered versions; export one with "
-                                "python -m tfner.export --run RUN_DIR")
+        found = f" (its numbered folders {numbered} hold no saved_model.pb)" if numbered else ""
+        raise FileNotFoundError(f"{path}: neither a SavedModel nor a folder of numbered versions{found}; export "
+                                "one with python -m tfner.export --run RUN_DIR")
     return os.path.join(path, str(max(versions)))
+
+
+def load_signature(path: str):
+    """(loaded SavedModel, its serving_default signature), or a ValueError saying why it is not a tfner export."""
+    try:
+        loaded = tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise ValueError(f"{path} is not a loadable SavedModel ({type(e).__name__}: {e}); export it again with "
+                         "python -m tfner.export --run RUN_DIR") from None
+    if "serving_default" not in loaded.signatures:
+        raise ValueError(f"{path} has no serving_default signature (it has: {sorted(loaded.signatures) or 'none'}); "
+                         "a tfner export serves one, see export/README.md")
+    signature = loaded.signatures["serving_default"]
+    inputs = signature.structured_input_signature[1]
+    if set(inputs) != {"text"} or inputs["text"].dtype != tf.string:
+        described = {k: f"{v.dtype.name} {v.shape}" for k, v in inputs.items()}
+        raise ValueError(f"{path}: serving_default takes {described}, not a string input 'text'; is it a tfner "
+                         "export? (export/README.md has the contract)")
+    return loaded, signature
 
 
 class SavedModelPredictor:
@@ -36,10 +61,11 @@ class SavedModelPredictor:
     """
 
     def __init__(self, path: str, batch_size: int = 64):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.path = resolve_version(path)
         self.batch_size = batch_size
-        self._loaded = tf.saved_model.load(self.path)
-        self.signature = self._loaded.signatures["serving_default"]
+        self._loaded, self.signature = load_signature(self.path)
 
     def outputs(self, texts: list[str]) -> dict[str, np.ndarray]:
         """The raw signature outputs for one batch."""
@@ -70,14 +96,38 @@ def entities_from_outputs(outputs: dict) -> list[list[dict]]:
     return rows
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def read_text_lines(stream, name: str) -> list[str]:
+    """One text per line of a stream (binary, or already text); a line that is not UTF-8 is an error naming it."""
+    texts = []
+    for number, raw in enumerate(stream, start=1):
+        try:
+            texts.append((raw.decode("utf-8") if isinstance(raw, bytes) else raw).rstrip("\r\n"))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name} line {number} is not UTF-8 ({e.reason} at byte {e.start}); "
+                             "convert the input, e.g. with iconv -f GBK -t UTF-8") from None
+    return texts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfner.predict", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="export/NAME (latest version) or export/NAME/VERSION")
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=positive_int, default=64)
     parser.add_argument("texts", nargs="*", help="texts to tag; read from stdin, one per line, when omitted")
     args = parser.parse_args(argv)
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    predictor = SavedModelPredictor(args.model, args.batch_size)
+    try:
+        texts = args.texts or read_text_lines(getattr(sys.stdin, "buffer", sys.stdin), "stdin")
+        predictor = SavedModelPredictor(args.model, args.batch_size)
+    except (OSError, ValueError) as e:
+        print(f"tfner.predict: {e}", file=sys.stderr)
+        return 2
     for text, entities in zip(texts, predictor.predict(texts)):
         print(json.dumps({"text": text, "entities": entities}, ensure_ascii=False))
     return 0

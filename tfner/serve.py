@@ -125,7 +125,11 @@ def server_from_args(args):
             raise server_config.ConfigError(
                 "--monitoring_config_file serves metrics on the REST port; set --rest_api_port"
             )
-    for flag in ("max_texts_per_request", "max_chars_per_request", "grpc_max_workers"):
+    for flag, off in (("port", "pick a free port"), ("rest_api_port", "no REST API")):
+        # gRPC would take 70000 as 70000 % 65536 = 4464 and listen there without a word.
+        if not 0 <= getattr(args, flag) <= 65535:
+            raise server_config.ConfigError(f"--{flag} must be a TCP port, 0..65535 (0: {off}), got {getattr(args, flag)}")
+    for flag in ("max_texts_per_request", "max_chars_per_request", "grpc_max_workers", "rest_api_timeout_in_ms"):
         if getattr(args, flag) < 1:
             raise server_config.ConfigError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.max_chars_per_text < 0:

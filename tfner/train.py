@@ -25,10 +25,10 @@ import keras
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from tfner import data, demo, metrics
+from tfner import data, demo, faults, metrics
 from tfner import export as export_lib
 from tfner import checkpoint as checkpoint_lib
-from tfner.config import Config, load_config, save_config
+from tfner.config import Config, ConfigError, load_config, save_config
 from tfner.distribute import make_strategy
 from tfner.evaluate import evaluate_saved_model
 from tfner.inference import NerModule
@@ -56,16 +56,31 @@ class Corpus:
 def load_corpus(config: Config) -> Corpus:
     """Reads the configured data and fixes the tag set and vocabulary of the run."""
     if not config.data.train:
-        raise ValueError("data.train is empty: name the training file(s) in the config or with --set data.train=PATH")
+        raise ConfigError("data.train is empty: name the training file(s) in the config or with --set data.train=PATH")
     d = config.data
     records = config.data.train if d.format == "tfrecord" else []
-    train = data.read_tfrecords(records) if records else data.read_examples(d.train, d.format, d.scheme)
-    dev = data.read_examples(d.dev, d.format, d.scheme) if d.dev else []
-    test = data.read_examples(d.test, d.format, d.scheme) if d.test else []
+
+    def read(patterns):
+        return data.read_examples(patterns, d.format, d.scheme, d.lost_characters)
+
+    train = data.read_tfrecords(records) if records else read(d.train)
+    dev = read(d.dev) if d.dev else []
+    test = read(d.test) if d.test else []
+    if not data.entity_types(train):
+        raise data.DataError(
+            f"data.train ({', '.join(d.train)}): {len(train)} sentence(s) and not one entity; a tagger learns from "
+            "labelled entities: check the files and data.format"
+        )
     tag_set = TagSet(data.entity_types(train))
-    unseen = sorted(set(data.entity_types(dev + test)) - set(tag_set.labels))
-    if unseen:
-        log.warning("dev/test have entity types that training never shows: %s (they count as misses)", unseen)
+    for split, examples in (("dev", dev), ("test", test)):
+        unseen = sorted(set(data.entity_types(examples)) - set(tag_set.labels))
+        if unseen:
+            mentions = sum(s.label in unseen for e in examples for s in e.spans)
+            log.warning(
+                "data.%s (%s) has entity types that data.train never shows: %s (%d mention(s)); the model cannot "
+                "predict them, so they count as misses: add examples of them to data.train, or drop them from "
+                "data.%s", split, ", ".join(getattr(d, split)), unseen, mentions, split,
+            )
     if d.vocab:
         vocabulary = read_vocabulary(d.vocab)
     elif config.model.init != "scratch":
@@ -89,138 +104,119 @@ def random_states(model: keras.Model) -> dict:
     return {f"seed_generator_{i}": generator.state for i, generator in enumerate(generators)}
 
 
-class Trainer:
-    """One run: the model, optimizers and checkpoints under a strategy, and the loop over epochs."""
+class TrainingLoop:
+    """Steps over epochs under a tf.distribute strategy, with checkpoints, exact resume, progress and TensorBoard.
 
-    def __init__(self, config: Config, corpus: Corpus, strategy: tf.distribute.Strategy):
-        self.config, self.corpus, self.strategy = config, corpus, strategy
+    The loop of python -m tfner.train, shared by tfner.pretrain and tfner.distill so that all three resume,
+    checkpoint and report alike. A subclass builds its model under `strategy.scope()`, calls
+    `build_optimizers` and then `track(...)` with what its checkpoints hold besides the optimizers and the
+    step, and provides:
+
+    - `epoch_dataset(epoch, skip)`: that epoch's distributed batches from batch `skip` on, a function of the
+      seed and the epoch only, so a resumed run sees the batches an uninterrupted one would;
+    - `replica_loss(batch)`: (loss scaled for the global batch, tokens) of one replica's batch;
+    - `end_epoch(record)`: scores the model after an epoch and keeps the best; figures added to record go
+      to history.json and TensorBoard (`dev_f1` as `dev/f1`);
+    - `end_fit()`: anything owed once the last step is done (e.g. a best/ for a run resumed after it).
+
+    Args:
+        config: Config. The run; train.* and run_dir are read here.
+        strategy: tf.distribute.Strategy. Where the steps run.
+        steps_per_epoch: int. Global batches per epoch, the same on every worker (multi-worker all-reduces
+            would hang otherwise), so an epoch is a fixed count of batches over a repeated stream.
+    """
+
+    def __init__(self, config: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int):
+        self.config, self.strategy = config, strategy
         t = config.train
-        self.max_seq_length = config.data.max_seq_length
         self.global_batch = t.batch_size
         if self.global_batch % strategy.num_replicas_in_sync:
             raise ValueError(
                 f"train.batch_size {t.batch_size} must divide evenly over {strategy.num_replicas_in_sync} replicas"
             )
         self.static_shapes = t.static_shapes or isinstance(strategy, tf.distribute.TPUStrategy)
-        self.tokenizer = CharTokenizer(corpus.vocabulary, config.data.lowercase)
-        num_train = len(corpus.train)
-        # Every worker runs the same number of steps (multi-worker all-reduces would hang otherwise), so an
-        # epoch is a fixed count of global batches over a repeated, per-epoch-shuffled stream.
-        self.steps_per_epoch = max(1, math.ceil(num_train / self.global_batch))
+        self.steps_per_epoch = max(1, steps_per_epoch)
         self.total_steps = self.steps_per_epoch * t.epochs
         if t.max_steps:
             self.total_steps = min(self.total_steps, t.max_steps)
         with strategy.scope():
-            self.model = build_tagger(config.model, len(corpus.vocabulary), self.max_seq_length, corpus.tag_set)
-            self.backbone_optimizer, self.head_optimizer = make_optimizers(t, self.total_steps)
-            head_ids = {id(v) for v in self.model.head_variables()}
-            self.head_vars = [v for v in self.model.trainable_variables if id(v) in head_ids]
-            self.backbone_vars = [v for v in self.model.trainable_variables if id(v) not in head_ids]
-            # Built now, not at the first step, so a restore fills the slots instead of deferring them.
-            self.backbone_optimizer.build(self.backbone_vars)
-            self.head_optimizer.build(self.head_vars)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            self.best_f1 = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_dev_f1")
-        self.checkpoint = tf.train.Checkpoint(
-            model=self.model,
-            backbone_optimizer=self.backbone_optimizer,
-            head_optimizer=self.head_optimizer,
-            step=self.step,
-            best_dev_f1=self.best_f1,
-            random=random_states(self.model),
-        )
+        self.parameter_groups = {}
         self.is_chief = _is_chief(strategy)
-        checkpoint_dir = os.path.join(config.run_dir, "checkpoints")
+
+    def build_optimizers(self, variables: list, head_variables: list) -> None:
+        """AdamW for the backbone and for the freshly initialised head (tfner.optimization); call under scope.
+
+        They are built now, not at the first step, so that a restore fills their slots instead of deferring.
+        """
+        head_ids = {id(v) for v in head_variables}
+        groups = {"backbone": [v for v in variables if id(v) not in head_ids],
+                  "head": [v for v in variables if id(v) in head_ids]}
+        for (name, group), optimizer in zip(groups.items(), make_optimizers(self.config.train, self.total_steps)):
+            optimizer.build(group)
+            self.parameter_groups[name] = (optimizer, group)
+
+    def track(self, **objects) -> None:
+        """Checkpoints hold the step, the optimizers and `objects` (the model, random states, best score...)."""
+        optimizers = {f"{name}_optimizer": optimizer for name, (optimizer, _) in self.parameter_groups.items()}
+        self.checkpoint = tf.train.Checkpoint(step=self.step, **optimizers, **objects)
+        checkpoint_dir = os.path.join(self.config.run_dir, "checkpoints")
         if not self.is_chief:  # other workers write too (collective save), but to a scratch folder
-            checkpoint_dir = os.path.join(config.run_dir, f".worker-{strategy.cluster_resolver.task_id}")
-        self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=t.keep_checkpoints)
-        # Dev scoring runs the export's own function; only the entity scores, which F1 ignores, are skipped.
-        self.inference = NerModule(
-            self.model, self.tokenizer, corpus.tag_set, self.max_seq_length, config.export.window_overlap,
-            with_confidence=False,
+            checkpoint_dir = os.path.join(self.config.run_dir, f".worker-{self.strategy.cluster_resolver.task_id}")
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, checkpoint_dir, max_to_keep=self.config.train.keep_checkpoints
         )
-        # Encoded once: every epoch reshuffles the same dataset (overlap warnings are logged once, too).
-        self.train_source = (
-            data.tfrecord_dataset(corpus.train_records)
-            if corpus.train_records
-            else data.examples_dataset(data.split_long(corpus.train, self.max_seq_length - 2), corpus.tag_set)
-        )
-
-    # ---- data ----------------------------------------------------------------------------------------------
-    def epoch_dataset(self, epoch: int, skip: int) -> tf.distribute.DistributedDataset:
-        seed = self.config.train.seed + epoch
-
-        def dataset_fn(context: tf.distribute.InputContext):
-            batches = data.batch_dataset(
-                self.train_source,
-                self.tokenizer,
-                context.get_per_replica_batch_size(self.global_batch),
-                self.max_seq_length,
-                shuffle_seed=seed,
-                static_shapes=self.static_shapes,
-                input_context=context,
-                repeat=True,
-            )
-            return batches.skip(skip)
-
-        return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     # ---- one step -------------------------------------------------------------------------------------------
-    def make_train_step(self):
-        model, global_batch = self.model, self.global_batch
-        clip = self.config.train.clip_norm
+    def replica_loss(self, batch) -> tuple[tf.Tensor, tf.Tensor]:
+        raise NotImplementedError
 
-        def replica_step(features, labels):
+    def make_train_step(self):
+        clip = self.config.train.clip_norm
+        groups = list(self.parameter_groups.values())
+
+        def replica_step(batch):
             with tf.GradientTape(persistent=True) as tape:
-                emissions = model(features, training=True)
-                per_example = model.example_loss(emissions, labels["tags"], labels["tag_mask"])
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-                # Both optimizers scale the loss themselves under mixed_float16 (a no-op otherwise).
-                backbone_loss = self.backbone_optimizer.scale_loss(loss)
-                head_loss = self.head_optimizer.scale_loss(loss)
-            for optimizer, target, variables in (
-                (self.backbone_optimizer, backbone_loss, self.backbone_vars),
-                (self.head_optimizer, head_loss, self.head_vars),
-            ):
+                loss, tokens = self.replica_loss(batch)
+                # Each optimizer scales the loss itself under mixed_float16 (a no-op otherwise). A loop, not a
+                # comprehension: AutoGraph cannot convert a function whose comprehension reads its closure.
+                targets = []
+                for optimizer, _ in groups:
+                    targets.append(optimizer.scale_loss(loss))
+            for (optimizer, variables), target in zip(groups, targets):
                 gradients = tape.gradient(target, variables)
                 if clip:
                     gradients, _ = tf.clip_by_global_norm(gradients, clip)
                 optimizer.apply_gradients(zip(gradients, variables))
             del tape
-            tokens = tf.reduce_sum(tf.cast(labels["tag_mask"], tf.int32))
             return loss, tokens
 
         @tf.function
         def train_step(iterator):
-            features, labels = next(iterator)
-            loss, tokens = self.strategy.run(replica_step, args=(features, labels))
+            loss, tokens = self.strategy.run(replica_step, args=(next(iterator),))
             sum_ = tf.distribute.ReduceOp.SUM
             return self.strategy.reduce(sum_, loss, axis=None), self.strategy.reduce(sum_, tokens, axis=None)
 
         return train_step
 
-    # ---- evaluation -----------------------------------------------------------------------------------------
-    def predict(self, texts: list[str], batch_size: int = 64) -> list[list[data.Span]]:
-        """Spans for texts through NerModule, the function the export serves."""
-        predictions = []
-        for i in range(0, len(texts), batch_size):
-            out = {k: v.numpy() for k, v in self.inference(tf.constant(texts[i : i + batch_size])).items()}
-            predictions.extend([data.Span(e["start"], e["end"], e["label"]) for e in row]
-                               for row in entities_from_outputs(out))
-        return predictions
+    # ---- hooks ----------------------------------------------------------------------------------------------
+    def epoch_dataset(self, epoch: int, skip: int) -> tf.distribute.DistributedDataset:
+        raise NotImplementedError
 
-    def evaluate(self, examples: list[data.Example]) -> dict:
-        texts = [e.text for e in examples]
-        return metrics.score(texts, [e.spans for e in examples], self.predict(texts))
+    def end_epoch(self, record: dict) -> None:
+        pass
+
+    def end_fit(self) -> None:
+        pass
 
     # ---- the loop -------------------------------------------------------------------------------------------
     def fit(self) -> dict:
         config, t = self.config, self.config.train
         resumed_from = None
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        restored = restore_newest_intact(self.checkpoint, self.manager)
+        if restored:
             resumed_from = int(self.step.numpy())
-            print(f"resumed from {self.manager.latest_checkpoint} at step {resumed_from}")
+            print(f"resumed from {restored} at step {resumed_from}")
         writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "logs")) if self.is_chief else None
         train_step = self.make_train_step()
         history_path = os.path.join(config.run_dir, "history.json")
@@ -247,40 +243,125 @@ class Trainer:
                 if writer:
                     with writer.as_default(step=step):
                         scalar_summary("loss", loss, step)
-                        scalar_summary("learning_rate/backbone", self.backbone_optimizer.learning_rate, step)
-                        scalar_summary("learning_rate/head", self.head_optimizer.learning_rate, step)
+                        for name, (optimizer, _) in self.parameter_groups.items():
+                            scalar_summary(f"learning_rate/{name}", optimizer.learning_rate, step)
                 if step % t.checkpoint_every_steps == 0 and step % self.steps_per_epoch:
-                    self.manager.save(checkpoint_number=step)
+                    self.manager.save(checkpoint_number=step, options=_SAVE_OPTIONS)
             tokens_seen += epoch_tokens
-            record = {"epoch": epoch + 1, "step": int(self.step.numpy())}
-            if self.corpus.dev:
-                dev = self.evaluate(self.corpus.dev)
-                record.update({f"dev_{k}": dev[k] for k in ("precision", "recall", "f1")})
-                print(f"  dev: P {dev['precision']:.4f}  R {dev['recall']:.4f}  F1 {dev['f1']:.4f}")
-                if writer:
-                    with writer.as_default(step=int(self.step.numpy())):
-                        for k in ("precision", "recall", "f1"):
-                            scalar_summary(f"dev/{k}", dev[k], int(self.step.numpy()))
-                if dev["f1"] > float(self.best_f1.numpy()):
-                    self.best_f1.assign(dev["f1"])
-                    self.save_best()
-            else:  # no dev set: the last epoch is the best we know
-                self.save_best()
-            self.manager.save(checkpoint_number=int(self.step.numpy()))
+            step = int(self.step.numpy())
+            record = {"epoch": epoch + 1, "step": step}
+            self.end_epoch(record)
+            if writer:
+                with writer.as_default(step=step):
+                    for key, value in record.items():
+                        if key not in ("epoch", "step") and isinstance(value, (int, float)):
+                            scalar_summary(key.replace("_", "/", 1), value, step)
+            self.manager.save(checkpoint_number=step, options=_SAVE_OPTIONS)
             history = [h for h in history if h["epoch"] != record["epoch"]] + [record]
             if self.is_chief:  # after the checkpoint: a resumed run redoes an epoch whose record is missing
                 _write_json(history_path, history)
-        if not tf.io.gfile.exists(os.path.join(config.run_dir, "best")):
-            self.save_best()  # a run resumed after its last step still leaves a best/
+        self.end_fit()
         return {
             "history": history,
-            "best_dev_f1": float(self.best_f1.numpy()) if self.corpus.dev else None,
             "resumed_from_step": resumed_from,
-            "train_seconds": time.time() - started,  # this process's fit: steps, dev scoring, checkpoints
+            "train_seconds": time.time() - started,  # this process's fit: steps, scoring, checkpoints
             "step_seconds": step_seconds,  # train steps only (input pipeline and first-step tracing included)
             "train_tokens_per_second": tokens_seen / step_seconds if tokens_seen else None,
             "steps": int(self.step.numpy()),
         }
+
+
+class Trainer(TrainingLoop):
+    """One tagging run: the tagger, its optimizers and checkpoints under a strategy, scored on dev each epoch."""
+
+    def __init__(self, config: Config, corpus: Corpus, strategy: tf.distribute.Strategy):
+        self.corpus = corpus
+        self.max_seq_length = config.data.max_seq_length
+        self.tokenizer = CharTokenizer(corpus.vocabulary, config.data.lowercase)
+        super().__init__(config, strategy, math.ceil(len(corpus.train) / config.train.batch_size))
+        with strategy.scope():
+            self.model = self.build_model()
+            self.build_optimizers(self.model.trainable_variables, self.model.head_variables())
+            self.best_f1 = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_dev_f1")
+        self.backbone_optimizer, self.backbone_vars = self.parameter_groups["backbone"]
+        self.head_optimizer, self.head_vars = self.parameter_groups["head"]
+        self.track(model=self.model, best_dev_f1=self.best_f1, random=random_states(self.model))
+        # Dev scoring runs the export's own function; only the entity scores, which F1 ignores, are skipped.
+        self.inference = NerModule(
+            self.model, self.tokenizer, corpus.tag_set, self.max_seq_length, config.export.window_overlap,
+            with_confidence=False,
+        )
+        # Encoded once: every epoch reshuffles the same dataset (overlap warnings are logged once, too).
+        self.train_source = (
+            data.tfrecord_dataset(corpus.train_records)
+            if corpus.train_records
+            else data.examples_dataset(data.split_long(corpus.train, self.max_seq_length - 2), corpus.tag_set)
+        )
+
+    def build_model(self):
+        """The tagger to train (called under the strategy's scope)."""
+        return build_tagger(self.config.model, len(self.corpus.vocabulary), self.max_seq_length, self.corpus.tag_set)
+
+    # ---- data ----------------------------------------------------------------------------------------------
+    def replica_dataset(self, context: tf.distribute.InputContext, epoch: int) -> tf.data.Dataset:
+        """One input pipeline's endless batches for an epoch: its shard, in the order of seed + epoch."""
+        return data.batch_dataset(
+            self.train_source,
+            self.tokenizer,
+            context.get_per_replica_batch_size(self.global_batch),
+            self.max_seq_length,
+            shuffle_seed=self.config.train.seed + epoch,
+            static_shapes=self.static_shapes,
+            input_context=context,
+            repeat=True,
+        )
+
+    def epoch_dataset(self, epoch: int, skip: int) -> tf.distribute.DistributedDataset:
+        return self.strategy.distribute_datasets_from_function(
+            lambda context: self.replica_dataset(context, epoch).skip(skip)
+        )
+
+    # ---- one step -------------------------------------------------------------------------------------------
+    def replica_loss(self, batch):
+        features, labels = batch
+        emissions = self.model(features, training=True)
+        per_example = self.model.example_loss(emissions, labels["tags"], labels["tag_mask"])
+        loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
+        return loss, tf.reduce_sum(tf.cast(labels["tag_mask"], tf.int32))
+
+    # ---- evaluation -----------------------------------------------------------------------------------------
+    def predict(self, texts: list[str], batch_size: int = 64) -> list[list[data.Span]]:
+        """Spans for texts through NerModule, the function the export serves."""
+        predictions = []
+        for i in range(0, len(texts), batch_size):
+            out = {k: v.numpy() for k, v in self.inference(tf.constant(texts[i : i + batch_size])).items()}
+            predictions.extend([data.Span(e["start"], e["end"], e["label"]) for e in row]
+                               for row in entities_from_outputs(out))
+        return predictions
+
+    def evaluate(self, examples: list[data.Example]) -> dict:
+        texts = [e.text for e in examples]
+        return metrics.score(texts, [e.spans for e in examples], self.predict(texts))
+
+    def end_epoch(self, record: dict) -> None:
+        if not self.corpus.dev:  # no dev set: the last epoch is the best we know
+            self.save_best()
+            return
+        dev = self.evaluate(self.corpus.dev)
+        record.update({f"dev_{k}": dev[k] for k in ("precision", "recall", "f1")})
+        print(f"  dev: P {dev['precision']:.4f}  R {dev['recall']:.4f}  F1 {dev['f1']:.4f}")
+        if dev["f1"] > float(self.best_f1.numpy()):
+            self.best_f1.assign(dev["f1"])
+            self.save_best()
+
+    def end_fit(self) -> None:
+        if not tf.io.gfile.exists(os.path.join(self.config.run_dir, "best")):
+            self.save_best()  # a run resumed after its last step still leaves a best/
+
+    def fit(self) -> dict:
+        summary = super().fit()
+        summary["best_dev_f1"] = float(self.best_f1.numpy()) if self.corpus.dev else None
+        return summary
 
     def save_best(self) -> None:
         """Writes the model weights to run_dir/best, through a temporary folder renamed into place.
@@ -296,7 +377,50 @@ class Trainer:
         tf.train.Checkpoint(model=self.model).write(os.path.join(staging, "model"))
         if tf.io.gfile.exists(final):
             tf.io.gfile.rmtree(final)
+        faults.reached("best_write")  # killed here, the run has no best/ until the epoch is redone on resume
         tf.io.gfile.rename(staging, final)
+
+
+# The manager runs these callbacks once a checkpoint's files are written and before the `checkpoint` index lists
+# them: the test hook (tfner.faults) kills the process there to check that such a half-done save is ignored.
+_SAVE_OPTIONS = tf.train.CheckpointOptions(
+    experimental_write_callbacks=[lambda save_path: faults.reached("checkpoint_write")]
+)
+
+
+def unreadable(prefix: str) -> str | None:
+    """Why the checkpoint at prefix does not read back whole (every tensor, sizes and checksums), or None."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # truncated or corrupt files fail in many ways: DataLossError, OpError, IndexError...
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        return f"{type(e).__name__}: {first_line}"
+    return None
+
+
+def restore_newest_intact(checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> str | None:
+    """Restores the newest of the manager's checkpoints that reads back whole and returns its path.
+
+    A newest checkpoint that is truncated or corrupt (a full disk, a copy cut short, a bad sector) is reported
+    and the one before it is used: the run resumes from that one's step and redoes the rest exactly. None when
+    there is no checkpoint yet; an error when there are some but none reads back.
+    """
+    broken = []
+    for path in reversed(manager.checkpoints):
+        problem = unreadable(path)
+        if problem is None:
+            checkpoint.restore(path).assert_existing_objects_matched()
+            return path
+        log.warning("checkpoint %s does not read back (%s); resuming from the one before it", path, problem)
+        broken.append(path)
+    if broken:
+        raise RuntimeError(
+            f"none of the checkpoints in {manager.directory} reads back whole ({', '.join(broken)}); restore them "
+            "from a copy, or delete the folder to train from scratch"
+        )
+    return None
 
 
 def _read_json(path: str, default):
@@ -347,15 +471,19 @@ def prepare_run_dir(config: Config, corpus: Corpus) -> None:
         f.write("".join(f"{label}\n" for label in corpus.tag_set.labels))
 
 
-def train(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
-    """Trains, scores dev each epoch and test at the end, exports the best model; returns the summary."""
-    # The strategy comes first: multi-worker collectives must be configured before TensorFlow runs anything.
+def start_process(config: Config, strategy: tf.distribute.Strategy | None = None) -> tf.distribute.Strategy:
+    """The strategy (made first: multi-worker collectives must be configured before TensorFlow runs anything),
+    the seed and the mixed-precision policy of a run."""
     strategy = strategy or make_strategy(config.train.distribute, config.train.tpu)
     keras.utils.set_random_seed(config.train.seed)
     if config.train.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(config.train.mixed_precision)
-    corpus = load_corpus(config)
-    trainer = Trainer(config, corpus, strategy)
+    return strategy
+
+
+def run(trainer: Trainer) -> dict:
+    """Prepares the run_dir, fits, exports the best model and scores test through the export; the summary."""
+    config, corpus, strategy = trainer.config, trainer.corpus, trainer.strategy
     if trainer.is_chief:
         prepare_run_dir(config, corpus)
         save_backbone_config(trainer.model.backbone, os.path.join(config.run_dir, "backbone.json"))
@@ -363,7 +491,8 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None) -> dic
     summary["num_replicas"] = strategy.num_replicas_in_sync
     if trainer.is_chief:
         if config.export.enabled:
-            summary["export"] = export_lib.export_run(config.run_dir, config.export_dir)
+            # reuse: a run killed after its export and run again ends with that one version, not two.
+            summary["export"] = export_lib.export_run(config.run_dir, config.export_dir, reuse=True)
             if corpus.test:
                 summary["test"] = evaluate_saved_model(summary["export"], corpus.test)
         elif corpus.test:
@@ -372,6 +501,12 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None) -> dic
     else:
         shutil.rmtree(trainer.manager.directory, ignore_errors=True)
     return summary
+
+
+def train(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
+    """Trains, scores dev each epoch and test at the end, exports the best model; returns the summary."""
+    strategy = start_process(config, strategy)
+    return run(Trainer(config, load_corpus(config), strategy))
 
 
 def print_summary(summary: dict, config: Config) -> None:
@@ -402,11 +537,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a config field, e.g. --set train.epochs=3 (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.config:
-        config = load_config(args.config, args.set)
-    else:
-        config = demo.demo_config(args.set)
-    summary = train(config)
+    data_keys = [o for o in args.set if o.split("=", 1)[0].strip() in ("data.train", "data.dev", "data.test")]
+    if data_keys and not args.config:
+        print(f"tfner.train: {data_keys[0]} without --config: the built-in demo brings its own data and would "
+              "ignore it; pass a config too, e.g. --config configs/tiny.yaml", file=sys.stderr)
+        return 2
+    # Errors whose message names the file, line or key and the fix: no traceback needed.
+    clear = (ConfigError, data.DataError, checkpoint_lib.CheckpointMismatchError, FileNotFoundError)
+    try:
+        config = load_config(args.config, args.set) if args.config else demo.demo_config(args.set)
+        summary = train(config)
+    except clear as e:
+        print(f"tfner.train: {e}", file=sys.stderr)
+        return 2
     print_summary(summary, config)
     return 0
 

@@ -15,6 +15,13 @@ at once but is dropped only when its last in-flight request has released it.
 
 Requests reach a servable through `acquire()`, a context manager that counts
 users; that count is what makes unloading safe under traffic.
+
+Faults, and what the store does about them (tests/test_server_faults.py):
+a version folder that fails to load (half-written, truncated by a full disk,
+not a SavedModel) is logged with the reason, reported by GetModelStatus, and
+retried once any of its files changes, while the versions already loaded keep
+serving; a base path that is deleted or emptied keeps its loaded versions
+answering from memory, with one warning, until version folders appear again.
 """
 
 import contextlib
@@ -249,11 +256,20 @@ class ModelStore:
     def _sync(self, model):
         spec = model.spec
         on_disk = list_versions(spec.base_path)
-        if on_disk is None:
+        if not on_disk:
+            # A base path that vanishes or empties (a deleted folder, a remount, an rsync --delete) does not take
+            # the model down: loaded versions keep answering from memory (TF Serving's behaviour with
+            # --servable_versions_always_present) until a version folder appears again. Said once per outage.
             if not model.warned_missing:
-                log.warning("model %s: base path %s does not exist (yet); watching it", spec.name, spec.base_path)
+                serving = sorted(model.available)
+                log.warning("model %s: base path %s %s; %s", spec.name, spec.base_path,
+                            "does not exist" if on_disk is None else "holds no version folder",
+                            f"still serving version(s) {serving} from memory; watching it" if serving
+                            else "watching it")
                 model.warned_missing = True
             on_disk = {}
+        else:
+            model.warned_missing = False
         # A version that failed to load is retried only once its folder changes.
         candidates = {
             v: p for v, p in on_disk.items()

@@ -130,11 +130,20 @@ def check_rows(key, dims, limits):
 
 
 def check_texts(key, array, limits):
-    """UTF-8 validity and code-point lengths of a string input, per text and in all."""
+    """UTF-8 validity and code-point lengths of a string input, per text and in all.
+
+    Texts are checked in order and the check stops at the first one that takes the request past
+    --max_chars_per_request; a text of more than 4 bytes per allowed character (UTF-8 spends 1 to 4 bytes on a
+    code point) is past it for certain and is not even decoded.
+    """
     total = 0
-    for index, value in enumerate(array.reshape(-1)):
+    values = array.reshape(-1)
+    for index, value in enumerate(values):
+        raw = bytes(value)
+        if total + len(raw) // 4 > limits.max_request_chars:
+            _too_many_characters(key, total + len(raw) // 4, limits, certain=False)
         try:
-            text = bytes(value).decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise invalid(
                 f"input {key!r}[{index}] is not valid UTF-8 ({e.reason} at byte {e.start}); "
@@ -146,13 +155,17 @@ def check_texts(key, array, limits):
                 f"{limits.max_chars} (--max_chars_per_text); split long texts into sentences"
             )
         total += len(text)
-    if total > limits.max_request_chars:
-        raise ServingError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"input {key!r} holds {total} characters in all; this server takes at most "
-            f"{limits.max_request_chars} per request (--max_chars_per_request, which bounds the memory "
-            "of one model call); send fewer texts per request",
-        )
+        if total > limits.max_request_chars:
+            _too_many_characters(key, total, limits, certain=index == len(values) - 1)
+
+
+def _too_many_characters(key, count, limits, certain):
+    raise ServingError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"input {key!r} holds {'' if certain else 'at least '}{count} characters in all; this server takes at most "
+        f"{limits.max_request_chars} per request (--max_chars_per_request, which bounds the memory "
+        "of one model call); send fewer texts per request, or split long texts",
+    )
 
 
 class Predictor:

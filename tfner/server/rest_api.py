@@ -24,6 +24,7 @@ HTTP status TF Serving uses for the gRPC code.
 
 import base64
 import binascii
+import difflib
 import http.server
 import json
 import logging
@@ -53,7 +54,14 @@ _ROUTE = re.compile(
 
 def _string_leaf(key, value):
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as e:  # JSON may escape half a surrogate pair, which is no character
+            raise invalid(
+                f"input {key!r}: the text {value[:20]!r}... holds a lone surrogate "
+                f"U+{ord(value[e.start]):04X} at character {e.start}, which is not a character; send valid "
+                "Unicode (a JSON escape of an emoji is a pair, e.g. \\ud83d\\ude00)"
+            ) from None
     if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
         try:
             return base64.b64decode(value["b64"], validate=True)
@@ -100,6 +108,13 @@ def parse_predict_body(body, signature):
     """The decoded JSON body -> (format, {input key: JSON value})."""
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object with \"instances\" or \"inputs\"")
+    known = ("instances", "inputs", "signature_name")
+    for key in sorted(set(body) - set(known)):
+        # TF Serving ignores other keys (clients may send, e.g., Vertex AI's "parameters"), but a misspelt
+        # known key such as "signature_nme" would silently run the default signature: refuse that.
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        if close:
+            raise invalid(f"the request body has the key {key!r}; did you mean {close[0]!r}?")
     keys = set(body) & {"instances", "inputs"}
     if len(keys) != 1:
         raise invalid("the request body needs exactly one of \"instances\" (row format) or \"inputs\" (columnar)")
@@ -281,9 +296,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._unread_body = False
             try:
                 body = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            except (UnicodeDecodeError, ValueError) as e:  # ValueError: bad JSON, or a number of 4,300+ digits
                 raise invalid(f"the request body is not UTF-8 JSON: {e}") from None
+            except RecursionError:
+                raise invalid("the request body nests JSON arrays or objects too deeply; send a flat list of "
+                              "texts") from None
             signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
+            if not isinstance(signature_name, str):
+                raise invalid(f"\"signature_name\" must be a string, e.g. \"serving_default\"; got "
+                              f"{json.dumps(signature_name)[:40]}")
             parsed = {}
 
             def inputs(signature):

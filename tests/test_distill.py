@@ -1,0 +1,82 @@
+"""python -m tfner.distill: the soft loss, a student whose agreement with its teacher rises, refusals that name
+the problem, and a student run that is an ordinary run: its export keeps the serving contract
+(tests/test_export.py's own tests, run on it), tfner.evaluate scores it and tfner.serve serves it."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_export import (  # noqa: F401  (the contract tests and their fixture, run here on the student's export)
+    module,
+    test_graph_holds_only_core_tensorflow_ops,
+    test_predict_and_evaluate_commands,
+    test_session_path_in_a_fresh_process_equals_in_process_model,
+    test_signature_is_the_contract,
+)
+from tiny import tiny_config
+
+from tfner import export as export_lib
+from tfner.distill import distill, distillation_loss, tag_distributions
+from tfner.predict import SavedModelPredictor
+
+STUDENT = ["model.num_layers=1", "model.hidden_dim=8", "model.num_heads=2", "model.intermediate_dim=16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_run, tmp_path_factory):
+    """A 1-layer, hidden-8 student distilled from the shared tiny run, with unlabelled text: the run under test."""
+    folder = str(tmp_path_factory.mktemp("student"))
+    config = tiny_config(folder, [*STUDENT, f"distill.teacher={tiny_run['run_dir']}",
+                                  f"distill.unlabelled={tiny_run['test']}", "train.epochs=1"])
+    summary = distill(config)
+    return {"run_dir": config.run_dir, "export": summary["export"], "test": os.path.join(folder, "data", "test.jsonl"),
+            "summary": summary, "teacher": tiny_run}
+
+
+def test_the_student_learns_to_agree_with_its_teacher(tiny_run):
+    summary = tiny_run["summary"]
+    before = summary["distill"]["dev_agreement_before"]
+    after = [h["dev_agreement"] for h in summary["history"]]
+    assert after[-1] > before + 0.2 and after[-1] > 0.8, (before, after)
+    assert summary["distill"]["unlabelled_sequences"] > 0
+
+
+def test_the_student_is_smaller_and_keeps_the_teachers_vocabulary_and_tags(tiny_run):
+    student, teacher = (export_lib.load_run(r["run_dir"]) for r in (tiny_run, tiny_run["teacher"]))
+    assert student.model.count_params() < teacher.model.count_params() / 2
+    assert student.tokenizer.vocabulary == teacher.tokenizer.vocabulary
+    assert student.tag_set.tags == teacher.tag_set.tags
+
+
+def test_soft_loss_is_zero_for_the_teachers_own_distribution_and_positive_otherwise(tiny_run):
+    model = export_lib.load_run(tiny_run["teacher"]["run_dir"]).model
+    emissions = tf.random.stateless_normal([2, 5, model.num_tags], seed=[1, 2])
+    mask = tf.constant([[True] * 5, [True, True, True, False, False]])
+    teacher = tag_distributions(model, emissions, mask, 2.0)
+    np.testing.assert_allclose(tf.reduce_sum(teacher, axis=-1).numpy(), tf.cast(mask, tf.float32).numpy(), atol=1e-5)
+    np.testing.assert_allclose(distillation_loss(teacher, teacher, 2.0).numpy(), [0.0, 0.0], atol=1e-5)
+    other = tag_distributions(model, emissions * 0.0, mask, 2.0)
+    assert (distillation_loss(teacher, other, 2.0).numpy() > 0.01).all()
+
+
+def test_a_teacher_export_or_another_vocabulary_is_refused(tiny_run, tmp_path):
+    teacher = tiny_run["teacher"]
+    with pytest.raises(ValueError, match="is an export: its serving signature returns decoded tags"):
+        distill(tiny_config(str(tmp_path), [*STUDENT, f"distill.teacher={os.path.dirname(teacher['export'])}"]))
+    with pytest.raises(ValueError, match="the student shares the teacher's vocabulary"):
+        distill(tiny_config(str(tmp_path), [*STUDENT, f"distill.teacher={teacher['run_dir']}",
+                                            f"data.vocab={tmp_path / 'other_vocab.txt'}"]))
+
+
+def test_tfner_serve_serves_the_student(tiny_run, start_server):
+    from tfner.client import NerClient
+
+    server = start_server("--model_name", "ner", "--model_base_path", os.path.dirname(tiny_run["export"]))
+    server.wait_ready()
+    texts = ["王伟毕业于杭州科技有限公司，现居北京。", "李娜去了上海。"]
+    with NerClient(server.target) as client:
+        served = client.predict(texts)
+    expected = SavedModelPredictor(tiny_run["export"]).predict(texts)
+    assert [[(e.label, e.start, e.end) for e in row] for row in served] == \
+        [[(e["label"], e["start"], e["end"]) for e in row] for row in expected]

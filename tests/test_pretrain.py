@@ -1,0 +1,224 @@
+"""python -m tfner.pretrain: masking, the text reader, MLM steps that lower the held-out loss, exact resume, a
+backbone that loads back strictly (same class, so the same GELU; same vocabulary), and a model fine-tuned from
+it whose export keeps the serving contract (tests/test_export.py's own tests, run on that export)."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_export import (  # noqa: F401  (the contract tests and their fixture, run here on the fine-tuned export)
+    module,
+    test_graph_holds_only_core_tensorflow_ops,
+    test_session_path_in_a_fresh_process_equals_in_process_model,
+    test_signature_is_the_contract,
+)
+from tiny import run_python, train_tiny
+
+from tfner import checkpoint, demo, masked_lm, unlabelled
+from tfner.config import PretrainConfig, load_config
+from tfner.data import DataError
+from tfner.pretrain import MaskedLMTrainer, pretrain, prepare_run_dir, save_backbone_preset
+from tfner.tokenizer import MASK, CharTokenizer, build_vocabulary, read_vocabulary
+from tfner.train import start_process
+
+TINY_SHAPE = dict(num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32)
+
+
+def pretrain_config(folder: str, corpus: str, init: str, overrides=()):
+    return load_config(None, [
+        f"run_dir={os.path.join(folder, 'run')}",
+        f"pretrain.text={corpus}",
+        "pretrain.held_out=32",
+        f"model.init={init}",
+        "model.dropout=0.1",  # dropout on: resuming must restore its random state too
+        "data.max_seq_length=32",
+        "export.window_overlap=8",  # below the 30-character window
+        "train.batch_size=16",
+        "train.max_steps=6",
+        "train.epochs=1",
+        "train.learning_rate=1e-2",
+        "train.head_learning_rate=1e-2",
+        "train.warmup_ratio=0",
+        "train.checkpoint_every_steps=3",
+        "train.distribute=one_device",
+        *overrides,
+    ])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The demo corpus's texts as JSON lines (train, 320) and plain text (dev, one per line)."""
+    folder = tmp_path_factory.mktemp("pretrain_corpus")
+    paths = demo.write_corpus(str(folder), sizes=(320, 64, 64))
+    with open(paths["dev"], encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f]
+    plain = folder / "dev.txt"
+    plain.write_text("\n".join(texts) + "\n\n", encoding="utf-8")
+    return {"jsonl": paths["train"], "txt": str(plain), "texts": texts, **paths}
+
+
+@pytest.fixture(scope="module")
+def erf_preset(corpus, tmp_path_factory):
+    """A random tiny ErfGeluBertBackbone as a keras-hub preset over the corpus's vocabulary: the start point."""
+    vocabulary = build_vocabulary(unlabelled.iter_documents([corpus["jsonl"]]))
+    keras.utils.set_random_seed(3)
+    backbone = checkpoint.ErfGeluBertBackbone(vocabulary_size=len(vocabulary), max_sequence_length=32, **TINY_SHAPE)
+    folder = str(tmp_path_factory.mktemp("erf") / "preset")
+    save_backbone_preset(backbone, vocabulary, True, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pretrained(corpus, erf_preset, tmp_path_factory):
+    """6 steps of continued pretraining from the erf preset, uninterrupted."""
+    config = pretrain_config(str(tmp_path_factory.mktemp("pretrained")), corpus["jsonl"], erf_preset)
+    return {"config": config, "summary": pretrain(config)}
+
+
+def test_masking_is_80_10_10_per_character_and_a_function_of_the_seed():
+    vocabulary = ["[PAD]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", MASK] + [chr(0x4E00 + i) for i in range(50)]
+    ids = tf.constant(np.random.default_rng(0).integers(6, 56, size=4000), tf.int32)
+    config = PretrainConfig()
+    random_ids = tf.constant(masked_lm.replacement_ids(vocabulary), tf.int32)
+
+    def mask(seed):
+        return {k: v.numpy() for k, v in masked_lm.mask_characters(
+            ids, tf.constant(seed, tf.int64), config, 1000, vocabulary.index(MASK), random_ids).items()}
+
+    out = mask([1, 2])
+    positions, original = out["positions"], ids.numpy()
+    assert len(positions) == 600 and len(set(positions)) == 600  # round(4000 * 0.15), without replacement
+    assert (np.diff(positions) > 0).all() and (out["targets"] == original[positions]).all()
+    untouched = np.setdiff1d(np.arange(4000), positions)
+    assert (out["ids"][untouched] == original[untouched]).all()
+    replaced = out["ids"][positions]
+    share_mask = (replaced == vocabulary.index(MASK)).mean()
+    share_kept = (replaced == original[positions]).mean()  # 10 % kept, plus random draws of the same character
+    assert 0.75 < share_mask < 0.85 and 0.08 < share_kept < 0.16
+    assert set(replaced[replaced != vocabulary.index(MASK)]) <= set(range(6, 56))  # never a special token
+    again, other = mask([1, 2]), mask([1, 3])
+    assert all((again[k] == out[k]).all() for k in out)
+    assert not (other["positions"] == positions).all()
+
+
+def test_masked_batches_point_at_the_masked_characters(corpus):
+    vocabulary = build_vocabulary(corpus["texts"])
+    tokenizer = CharTokenizer(vocabulary)
+    texts = tf.data.Dataset.from_tensor_slices(corpus["texts"][:40])
+    batches = list(masked_lm.masked_lm_batches(texts, tokenizer, PretrainConfig(), 8, 32, (0, 0)))
+    assert sum(int(b[0]["token_ids"].shape[0]) for b in batches) == 40
+    slots = masked_lm.max_predictions(32, 0.15)
+    for features, labels in batches:
+        assert features["mask_positions"].shape[1] == slots == 5  # ceil(30 * 0.15)
+        weights = labels["mask_weights"].numpy()
+        lengths = features["padding_mask"].numpy().sum(axis=1) - 2
+        expected = np.minimum(slots, np.maximum(1, np.round(lengths * 0.15)))
+        assert (weights.sum(axis=1) == expected).all()
+        positions = features["mask_positions"].numpy()
+        inside = (positions >= 1) & (positions <= lengths[:, None])
+        assert inside[weights > 0].all()  # real slots sit on characters, never on [CLS], [SEP] or padding
+
+
+def test_unlabelled_reader_streams_both_formats_and_names_bad_lines(corpus, tmp_path):
+    documents = list(unlabelled.iter_documents([corpus["txt"], corpus["jsonl"]]))
+    assert len(documents) == 64 + 320 and documents[0] == corpus["texts"][0]  # the blank lines are skipped
+    long = tmp_path / "long.txt"
+    long.write_text("张" * 70 + "\n", encoding="utf-8")
+    assert [len(s) for s in unlabelled.iter_sequences([str(long)], 30)] == [30, 30, 10]
+    survey = unlabelled.survey([str(long), corpus["txt"]], 30)
+    pieces = sum(-(-len(text) // 30) for text in corpus["texts"])  # ceil: demo texts run past 30 characters
+    assert survey.sequences == 3 + pieces and survey.characters == 70 + sum(map(len, corpus["texts"]))
+    assert survey.vocabulary[:6] == ["[PAD]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", MASK]
+    assert survey.vocabulary[6] == "张"  # the most frequent character comes first
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "好"}\n{"content": "坏"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.jsonl:2: expected an object with a string field 'text'"):
+        list(unlabelled.iter_documents([str(bad)]))
+
+
+def test_a_few_steps_lower_the_held_out_loss(pretrained):
+    summary = pretrained["summary"]
+    assert summary["steps"] == 6 and summary["held_out"]["masked"] > 0
+    assert summary["held_out"]["loss"] < summary["held_out_before"]["loss"] - 0.05, summary
+    assert summary["held_out"]["perplexity"] == pytest.approx(np.exp(summary["held_out"]["loss"]))
+
+
+def test_the_backbone_loads_back_strictly_with_its_gelu_and_vocabulary(pretrained, erf_preset):
+    config = pretrained["config"]
+    folder = pretrained["summary"]["backbone"]
+    loaded = checkpoint.load_backbone(folder)
+    assert type(loaded) is checkpoint.ErfGeluBertBackbone  # continued from an erf-GELU checkpoint: still erf
+    assert checkpoint.vocabulary_path(folder) == os.path.join(folder, "assets", "tokenizer", "vocabulary.txt")
+    with open(checkpoint.vocabulary_path(folder), encoding="utf-8") as f:
+        assert f.read().split("\n")[:-1] == open(checkpoint.vocabulary_path(erf_preset), encoding="utf-8").read().split("\n")[:-1]
+    start = checkpoint.load_backbone(erf_preset)
+    moved = [not np.allclose(a.numpy(), b.numpy()) for a, b in zip(loaded.weights, start.weights)]
+    assert sum(moved) > len(moved) // 2  # pretraining changed the weights it wrote
+    # The written weights are the trained ones: the training checkpoint restored into a fresh model agrees.
+    trainer = MaskedLMTrainer(config, start_process(config), _vocab(config), _sequences(config))
+    trainer.checkpoint.restore(trainer.manager.latest_checkpoint).assert_existing_objects_matched()
+    for a, b in zip(trainer.backbone.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def _vocab(config):
+    return read_vocabulary(os.path.join(config.run_dir, "vocab.txt"))
+
+
+def _sequences(config):
+    return unlabelled.survey(config.pretrain.text, config.data.max_seq_length - 2).sequences
+
+
+def test_resume_after_an_interruption_reaches_the_same_backbone(pretrained, corpus, erf_preset, tmp_path):
+    """Stopped after 3 of 6 steps (as a crash after the step-3 checkpoint would), then run again: it resumes."""
+    config = pretrain_config(str(tmp_path), corpus["jsonl"], erf_preset)
+    strategy = start_process(config)
+    vocabulary = _vocab(pretrained["config"])
+    first = MaskedLMTrainer(config, strategy, vocabulary, _sequences(config))
+    prepare_run_dir(config, vocabulary)
+    first.total_steps = 3
+    first.fit()
+    resumed = pretrain(config)
+    expected = pretrained["summary"]
+    assert resumed["resumed_from_step"] == 3 and resumed["steps"] == 6
+    assert resumed["held_out"]["loss"] == pytest.approx(expected["held_out"]["loss"], rel=1e-5)
+    for a, b in zip(checkpoint.load_backbone(resumed["backbone"]).weights,
+                    checkpoint.load_backbone(expected["backbone"]).weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_settings_are_refused_by_name(corpus, tmp_path):
+    for override, message in (("pretrain.mask_rate=0", "pretrain.mask_rate is 0"),
+                              ("pretrain.random_token_rate=0.5", "mask_token_rate \\+ pretrain.random_token_rate"),
+                              ("pretrain.held_out=400", "fewer than one batch")):
+        with pytest.raises(ValueError, match=message):
+            pretrain(pretrain_config(str(tmp_path), corpus["jsonl"], "scratch", [override]))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(pretrained, tmp_path_factory):
+    """The tiny tagger fine-tuned from the pretrained backbone: the run the imported contract tests check."""
+    folder = str(tmp_path_factory.mktemp("finetuned"))
+    summary = train_tiny(folder, [f"model.init={pretrained['summary']['backbone']}", "train.epochs=1",
+                                  "train.max_steps=4"])
+    return {"run_dir": os.path.join(folder, "run"), "export": summary["export"],
+            "test": os.path.join(folder, "data", "test.jsonl"), "summary": summary}
+
+
+def test_the_command_line_pretrains_and_the_fine_tuned_run_records_its_backbone(tiny_run, pretrained, corpus, tmp_path):
+    with open(os.path.join(tiny_run["run_dir"], "backbone.json"), encoding="utf-8") as f:
+        assert json.load(f)["class_name"] == "ErfGeluBertBackbone"  # the export rebuilds it with erf GELU
+    result = run_python(
+        "import sys; from tfner.pretrain import main; sys.exit(main(['--set', 'run_dir="
+        f"{tmp_path / 'cli'}', '--set', 'pretrain.text={corpus['txt']}', '--set', 'pretrain.held_out=16', "
+        "'--set', 'train.max_steps=2', '--set', 'train.batch_size=16', '--set', 'data.max_seq_length=32', "
+        "'--set', 'export.window_overlap=8', "
+        "'--set', 'model.num_layers=1', '--set', 'model.hidden_dim=8', '--set', 'model.intermediate_dim=16', "
+        "'--set', 'train.distribute=one_device']))"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "held out after" in result.stdout and "fine-tune it:" in result.stdout
+    assert type(checkpoint.load_backbone(str(tmp_path / "cli" / "backbone"))).__name__ == "BertBackbone"  # scratch: tanh
