@@ -191,6 +191,14 @@ def test_marginals_match_brute_force(lengths, num_tags):
     np.testing.assert_allclose(got.sum(axis=-1), mask.astype(np.float32), atol=1e-5)
 
 
+def test_marginals_of_a_near_certain_tag_are_at_most_one():
+    """Large emissions make one tag near-certain, where exp(alpha + beta - log Z) rounds above 1."""
+    emissions, _, mask = make_batch([6, 3], 4, seed=21)
+    crf = make_crf(4, seed=22)
+    got = crf.marginals(emissions * 60.0, mask).numpy()
+    assert got.max() <= 1.0 and got.min() >= 0.0
+
+
 def test_mask_none_means_all_valid():
     emissions, tags, mask = make_batch([4, 4], 3, seed=7, pad=0)
     crf = make_crf(3, seed=8)

@@ -518,7 +518,10 @@ class CRF(keras.layers.Layer):
         # so a large value there cannot overflow into the result).
         valid = mask[:, :, tf.newaxis]
         log_marginals = tf.where(valid, log_marginals, tf.zeros_like(log_marginals))
-        return tf.where(valid, tf.exp(log_marginals), tf.zeros_like(log_marginals))
+        # alpha + beta - log Z rounds to a hair above 0 for a near-certain tag
+        # (scores of 1.00012 were served); a probability stays in [0, 1].
+        probabilities = tf.minimum(tf.exp(log_marginals), 1.0)
+        return tf.where(valid, probabilities, tf.zeros_like(log_marginals))
 
     def compute_output_spec(self, emissions, mask=None):
         """Symbolic output of `call`: int32 [B, L]."""
