@@ -12,6 +12,7 @@ The package map, in pipeline order (README's layout table says the same):
     unlabelled.py, masked_lm.py         unlabelled text streams; masked-LM masking and model
     pretrain.py, distill.py             python -m tfner.pretrain / tfner.distill
     predict.py                          python -m tfner.predict: an export called in process
+    tag.py, tag_io.py, tag_model.py     python -m tfner.tag: bulk tagging on Apache Beam (RunInference)
     server/, serve.py                   the TF-Serving-API gRPC/REST server; python -m tfner.serve
     client.py                           python -m tfner.client: the light gRPC client (tfner_client), re-exported
 
