@@ -10,7 +10,7 @@ the exported SavedModel's serving signature, i.e. what ships.
 
 Peer: Hugging Face transformers `BertForTokenClassification` (PyTorch, softmax head) built from a BertConfig of
 the same shape, randomly initialised, trained on the same sentences for the same number of optimizer steps
-with the same batch size, bucketing, AdamW recipe (two learning rates, warmup then linear decay, weight decay,
+with the same batch size, AdamW recipe (two learning rates, warmup then linear decay, weight decay,
 per-group gradient clipping) and loss scale, and scored with the same seqeval scorer (tfner.metrics.score)
 on the same test set, from its best-on-dev epoch as tfner is.
 
@@ -33,7 +33,12 @@ Reported per side: best dev F1, test F1, train tokens/s (characters per second o
 dev evaluation excluded, and over the whole fit, dev evaluation included), tokens per CPU-second, and peak
 RSS. The two full runs are sequential, so on a shared machine their wall-clock rates see different loads;
 after them (--throughput_rounds, default 6) both sides' train steps run again in alternating rounds, each
-process idle while the other works, which gives the throughput ratio to quote.
+process idle while the other works, which gives the throughput ratio to quote; each round also tags the Resume
+test set once on each side, raw text to entities (tfner: the export's NerModule with confidences; peer: character
+ids, forward, argmax, spans), 32 sentences a call. --throughput_only runs just these rounds.
+
+Length buckets: tfner groups batches into 8-token buckets (tfner.data.BUCKET_WIDTH); the peer into 16, 32, 64,
+128, 192 (what both used before), or every --peer_bucket_width tokens for padding like tfner's.
 """
 
 import argparse
@@ -157,10 +162,15 @@ def run_tfner(args) -> dict:
     }
 
 
+TAG_BATCH = 32  # sentences per call in the tagging rounds
+
+
 class TfnerSteps:
     """tfner's own train step on its own input pipeline, outside fit(): for the interleaved throughput rounds."""
 
     def __init__(self, args):
+        import tensorflow as tf
+
         from tfner import train as train_lib
         from tfner.distribute import make_strategy
 
@@ -170,6 +180,20 @@ class TfnerSteps:
         self.trainer = train_lib.Trainer(config, train_lib.load_corpus(config), strategy)
         self.step = self.trainer.make_train_step()
         self.iterator = iter(self.trainer.epoch_dataset(0, 0))
+        # Tagging as the export serves it: raw texts to entities, with the CRF's confidences.
+        from tfner.inference import NerModule
+
+        trainer = self.trainer
+        module = NerModule(trainer.model, trainer.tokenizer, trainer.corpus.tag_set, trainer.max_seq_length,
+                           config.export.window_overlap)
+        self.tag_function = tf.function(module.__call__, input_signature=[tf.TensorSpec([None], tf.string)])
+        self.test_texts = [e.text for e in trainer.corpus.test]
+
+    def tag(self, batch: int = TAG_BATCH) -> int:
+        """One pass over the test sentences, `batch` a call; returns the sentences tagged."""
+        for i in range(0, len(self.test_texts), batch):
+            self.tag_function(tf.constant(self.test_texts[i : i + batch]))["entity_count"].numpy()
+        return len(self.test_texts)
 
     def run(self, steps: int) -> int:
         tokens = 0
@@ -234,14 +258,14 @@ class CharIds:
         return self.cache[char]
 
 
-def bucketed_batches(examples, batch_size, max_chars, seed):
-    """Endless batches: each pass shuffled with seed + pass, grouped by packed length into the buckets
-    tfner.data.bucket_by_sequence_length uses (16, 32, 64, ... up to max_seq_length), a batch leaving as soon
-    as its bucket holds batch_size examples."""
-    boundaries, length = [], 16
+def bucketed_batches(examples, batch_size, max_chars, seed, bucket_width=0):
+    """Endless batches: each pass shuffled with seed + pass, grouped by packed length into buckets (16, 32,
+    64, ... up to max_seq_length, tfner's rule before its 8-token buckets; or every `bucket_width` tokens, as
+    tfner.data now does), a batch leaving as soon as its bucket holds batch_size examples."""
+    boundaries, length = [], bucket_width or 16
     while length < max_chars + 2:
         boundaries.append(length)
-        length *= 2
+        length = length + bucket_width if bucket_width else length * 2
     boundaries.append(max_chars + 2)
     buckets = [[] for _ in boundaries]
     rounds = 0
@@ -341,7 +365,7 @@ class Peer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         # tfner clips the backbone's and the head's gradients separately (one optimizer each): so does the peer.
         self.clip_sets = [[p for g in groups if g["group"] == name for p in g["params"]] for name in ("backbone", "head")]
-        self.batches = bucketed_batches(encoded, self.batch_size, max_chars, seed)
+        self.batches = bucketed_batches(encoded, self.batch_size, max_chars, seed, args.peer_bucket_width)
         self.model.train()
 
     def pack(self, rows):
@@ -378,6 +402,11 @@ class Peer:
             self.last_loss = loss.item()
             tokens += int(tag_mask.sum())
         return tokens
+
+    def tag(self, batch: int = TAG_BATCH) -> int:
+        """One pass over the test sentences: characters to ids, forward, argmax, spans; returns the count."""
+        self.predict(self.test, batch)
+        return len(self.test)
 
     def predict(self, examples, batch=64):
         self.model.eval()
@@ -450,22 +479,24 @@ def serve_steps(args) -> None:
     """
     runner = TfnerSteps(args) if args.side == "tfner_steps" else Peer(args)
     runner.run(args.warmup_steps)
+    runner.tag()  # traces / warms the tagging path
     print("ready", flush=True)
     for line in sys.stdin:
         command = line.split()
-        if not command or command[0] != "go":
+        if not command or command[0] not in ("go", "tag"):
             break
         wall, cpu = time.perf_counter(), cpu_seconds()
-        tokens = runner.run(int(command[1]))
-        print(json.dumps({"tokens": tokens, "seconds": time.perf_counter() - wall, "cpu_seconds": cpu_seconds() - cpu}),
-              flush=True)
+        done = runner.run(int(command[1])) if command[0] == "go" else runner.tag()
+        print(json.dumps({"tokens" if command[0] == "go" else "sentences": done,
+                          "seconds": time.perf_counter() - wall, "cpu_seconds": cpu_seconds() - cpu}), flush=True)
 
 
 # ---- driver -----------------------------------------------------------------------------------------------------
 def child_command(python: str, side: str, args, result_path: str = "") -> list[str]:
     command = [python, os.path.abspath(__file__), "--side", side, "--run_dir", args.run_dir, "--config", args.config,
                "--vocab", args.vocab, "--data_dir", args.data_dir, "--epochs", str(args.epochs),
-               "--max_train_sentences", str(args.max_train_sentences), "--warmup_steps", str(args.warmup_steps)]
+               "--max_train_sentences", str(args.max_train_sentences), "--warmup_steps", str(args.warmup_steps),
+               "--peer_bucket_width", str(args.peer_bucket_width)]
     if result_path:
         command += ["--result", result_path]
     for s in args.set:
@@ -505,15 +536,18 @@ def interleaved_throughput(pythons: dict, args) -> dict:
             else:
                 raise RuntimeError(f"{side} step server exited before it was ready")
         rounds = {side: [] for side in children}
+        tag_rounds = {side: [] for side in children}
         for r in range(args.throughput_rounds):
             order = list(children) if r % 2 == 0 else list(children)[::-1]
             for side in order:
-                children[side].stdin.write(f"go {args.throughput_steps}\n")
-                children[side].stdin.flush()
-                rounds[side].append(json.loads(children[side].stdout.readline()))
+                for command, results in ((f"go {args.throughput_steps}", rounds), ("tag", tag_rounds)):
+                    children[side].stdin.write(command + "\n")
+                    children[side].stdin.flush()
+                    results[side].append(json.loads(children[side].stdout.readline()))
             print(f"throughput round {r + 1}/{args.throughput_rounds}: " + ", ".join(
-                f"{side} {rounds[side][-1]['tokens'] / rounds[side][-1]['seconds']:.0f} tokens/s" for side in children),
-                flush=True)
+                f"{side} {rounds[side][-1]['tokens'] / rounds[side][-1]['seconds']:.0f} tokens/s, "
+                f"{tag_rounds[side][-1]['sentences'] / tag_rounds[side][-1]['seconds']:.0f} sentences/s tagged"
+                for side in children), flush=True)
     finally:
         for child in children.values():
             if child.poll() is None:
@@ -526,11 +560,16 @@ def interleaved_throughput(pythons: dict, args) -> dict:
             "tokens_per_second": tokens / sum(m["seconds"] for m in measured),
             "tokens_per_cpu_second": tokens / sum(m["cpu_seconds"] for m in measured),
             "per_round_tokens_per_second": [m["tokens"] / m["seconds"] for m in measured],
+            "tag_sentences_per_second": sum(m["sentences"] for m in tag_rounds[side])
+            / sum(m["seconds"] for m in tag_rounds[side]),
         }
     if len(rounds) == 2:
         a, b = (rounds[side] for side in children)
         ratios = sorted((x["tokens"] / x["seconds"]) / (y["tokens"] / y["seconds"]) for x, y in zip(a, b))
         summary["median_round_ratio"] = ratios[len(ratios) // 2]
+        a, b = (tag_rounds[side] for side in children)
+        ratios = sorted((x["sentences"] / x["seconds"]) / (y["sentences"] / y["seconds"]) for x, y in zip(a, b))
+        summary["median_tag_round_ratio"] = ratios[len(ratios) // 2]
     summary["rounds"], summary["steps_per_round"] = args.throughput_rounds, args.throughput_steps
     return summary
 
@@ -583,10 +622,14 @@ def report(results: list[dict], throughput: dict | None) -> str:
                   "| | " + " | ".join(sides) + " |", "|---|" + "---|" * len(sides),
                   "| tokens/s | " + " | ".join(f"{throughput[k]['tokens_per_second']:.0f}" for k in sides) + " |",
                   "| tokens per CPU-second | " + " | ".join(f"{throughput[k]['tokens_per_cpu_second']:.0f}"
-                                                       for k in sides) + " |"]
+                                                       for k in sides) + " |",
+                  f"| Resume test tagged, sentences/s ({TAG_BATCH} a call) | "
+                  + " | ".join(f"{throughput[k]['tag_sentences_per_second']:.0f}" for k in sides) + " |"]
         if "median_round_ratio" in throughput:
             lines += ["", f"tfner / peer tokens/s: x{throughput['tfner']['tokens_per_second'] / throughput['peer']['tokens_per_second']:.2f} "
-                          f"pooled, x{throughput['median_round_ratio']:.2f} median of per-round ratios"]
+                          f"pooled, x{throughput['median_round_ratio']:.2f} median of per-round ratios",
+                      f"tfner / peer sentences/s tagged: x{throughput['tfner']['tag_sentences_per_second'] / throughput['peer']['tag_sentences_per_second']:.2f} "
+                      f"pooled, x{throughput['median_tag_round_ratio']:.2f} median of per-round ratios"]
     return "\n".join(lines)
 
 
@@ -604,6 +647,10 @@ def main(argv=None) -> int:
     parser.add_argument("--run_dir", default="", help="default: runs/bench/resume-<timestamp> (must be new)")
     parser.add_argument("--skip_peer", action="store_true")
     parser.add_argument("--skip_tfner", action="store_true")
+    parser.add_argument("--peer_bucket_width", type=int, default=0,
+                        help="the peer's length buckets: 0 = powers of two (16, 32, 64, ...), N = every N tokens")
+    parser.add_argument("--throughput_only", action="store_true",
+                        help="no full runs: only the interleaved train-step rounds of both sides")
     parser.add_argument("--peer_python", default="", help=f"interpreter with torch (default {DEFAULT_PEER_PYTHON})")
     parser.add_argument("--throughput_rounds", type=int, default=6,
                         help="interleaved rounds of train steps after training (0 = none)")
@@ -642,11 +689,16 @@ def main(argv=None) -> int:
     os.makedirs(args.run_dir, exist_ok=True)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; run_dir {args.run_dir}")
     results, pythons = [], {}
+    if args.throughput_only:
+        args.skip_tfner = args.skip_peer = True
+        pythons = {"tfner": sys.executable, "peer": peer_python(args)}
+        if pythons["peer"] is None:
+            raise SystemExit("--throughput_only needs torch: install it into a venv and pass --peer_python")
     if not args.skip_tfner:
         results.append(run_side("tfner", sys.executable, args))
         pythons["tfner"] = sys.executable
     if args.skip_peer:
-        results.append({"side": "peer", "skipped": "--skip_peer"})
+        results.append({"side": "peer", "skipped": "--throughput_only" if args.throughput_only else "--skip_peer"})
     else:
         python = peer_python(args)
         if python is None:

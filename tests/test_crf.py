@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfner import crf as crf_lib
 from tfner.crf import CRF
 
 FORBIDDEN = CRF.FORBIDDEN_SCORE
@@ -348,6 +349,40 @@ def test_gradients_are_finite_and_ignore_padding():
     # NLL is (marginals - one_hot(tags)) / batch on real tokens.
     expected = crf.marginals(emissions, mask).numpy() - np.eye(3)[tags] * mask[..., None]
     np.testing.assert_allclose(grad_emissions, expected / len(lengths), atol=1e-5)
+
+
+def autodiff_log_likelihood(crf, emissions, tags, mask):
+    """The log-likelihood with log Z from autodiff through the forward scan: the reference for the gradient
+    CRF.log_likelihood writes by hand (forward-backward marginals)."""
+    emissions, mask = crf_lib._prepare(emissions, mask)
+    tags = tf.where(mask, tf.cast(tags, tf.int32), 0)
+    transitions, start, end = crf._weights(constrained=crf.constrain_training)
+    score = crf_lib._path_score(emissions, tags, mask, transitions, start, end)
+    final = crf_lib._final_forward(crf_lib._forward(emissions, mask, transitions, start), tf.shape(emissions)[0],
+                                   crf.num_tags)
+    log_z = tf.where(tf.reduce_any(mask, axis=1), tf.reduce_logsumexp(final + end[tf.newaxis], axis=1), 0.0)
+    return score - log_z
+
+
+@pytest.mark.parametrize("constrain_training", [False, True])
+@pytest.mark.parametrize("lengths,num_tags", CASES)
+def test_hand_written_gradient_matches_autodiff(lengths, num_tags, constrain_training):
+    emissions, tags, mask = make_batch(lengths, num_tags, seed=40, pad=2)
+    constraints = {}
+    if num_tags == 3:
+        constraints = dict(allowed_transitions=BIO_TRANSITIONS, allowed_starts=BIO_STARTS)
+    crf = make_crf(num_tags, seed=41, constrain_training=constrain_training, **constraints)
+    weights = np.random.default_rng(42).normal(size=len(lengths)).astype(np.float32)  # a non-uniform upstream
+    variables = [crf.transitions, crf.start_transitions, crf.end_transitions]
+    results = []
+    for log_likelihood in (crf.log_likelihood, lambda *a: autodiff_log_likelihood(crf, *a)):
+        emissions_t = tf.constant(emissions)
+        with tf.GradientTape() as tape:
+            tape.watch(emissions_t)
+            loss = tf.reduce_sum(log_likelihood(emissions_t, tags, mask) * weights)
+        results.append([g.numpy() for g in tape.gradient(loss, [emissions_t] + variables)])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_masked_positions_change_nothing():

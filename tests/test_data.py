@@ -129,7 +129,7 @@ def _tools():
 def test_batches_align_tags_with_characters():
     tag_set, tokenizer = _tools()
     batches = list(data.batch_dataset(data.examples_dataset(EXAMPLES, tag_set), tokenizer, 8, 32))
-    assert len(batches) == 2  # lengths 7 and 4 share the 16-token bucket; the 22-token text has its own
+    assert len(batches) == 2  # lengths 7 and 4 share the 8-token bucket; the 22-token text has its own
     features, labels = batches[0]
     tokens = features["token_ids"].numpy()
     assert tokens.shape == (2, 7) and labels["tags"].shape == (2, 6)
@@ -138,6 +138,16 @@ def test_batches_align_tags_with_characters():
     assert [tag_set.tags[i] for i in labels["tags"][0].numpy()[:5]] == ["B-PER", "E-PER", "O", "B-LOC", "E-LOC"]
     np.testing.assert_array_equal(labels["tag_mask"].numpy()[1], [1, 1, 0, 0, 0, 0])
     np.testing.assert_array_equal(features["padding_mask"].numpy()[1], [1, 1, 1, 1, 0, 0, 0])
+
+
+def test_buckets_are_narrow_unless_shapes_are_static():
+    tag_set, tokenizer = _tools()
+    examples = [data.Example("张三在北京", ()), data.Example("李四" * 7, ())]  # 7 and 16 tokens
+    dataset = data.examples_dataset(examples, tag_set)
+    widths = sorted(f["token_ids"].shape[1] for f, _ in data.batch_dataset(dataset, tokenizer, 8, 64))
+    assert widths == [7, 16]  # 8-token buckets: the short text is not padded to the long one
+    assert data.bucket_boundaries(40) == [8, 16, 24, 32]
+    assert data.bucket_boundaries(40, static_shapes=True) == [16, 32]
 
 
 def test_static_shapes_pad_to_bucket_and_drop_remainder():

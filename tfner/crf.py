@@ -189,6 +189,194 @@ def _backward(emissions, mask, transitions, end):
     )
 
 
+def _log_partition(emissions, mask, transitions, start, end):
+    """log Z of each row, with a hand-written gradient: the forward-backward marginals.
+
+    Autodiff through the forward scan keeps every step's intermediates in TensorLists and replays the loop
+    op by op backwards; on Resume NER that made the CRF 8 % of a train step, most of it the loop machinery.
+    The gradient of log Z is known in closed form: d/d emissions[b, t, j] = p(y_t = j), d/d transitions[i, j]
+    = sum over t of p(y_{t-1} = i, y_t = j), d/d start[j] = p(y_0 = j), d/d end[i] = p(y_last = i). One
+    backward scan and vectorised math give them all.
+
+    Args:
+        emissions: float32 tensor [B, L, T], zero at masked positions.
+        mask: bool tensor [B, L], prefix-shaped.
+        transitions: float32 tensor [T, T].
+        start: float32 tensor [T].
+        end: float32 tensor [T].
+
+    Returns:
+        float32 tensor [B]: log Z, 0 for rows of length 0.
+    """
+    batch, num_tags = tf.shape(emissions)[0], tf.shape(emissions)[2]
+    valid = mask[:, :, tf.newaxis]
+    has_tokens = tf.reduce_any(mask, axis=1)
+
+    @tf.custom_gradient
+    def log_partition(emissions, transitions, start, end):
+        alphas = _forward(emissions, mask, transitions, start)
+        final = _final_forward(alphas, batch, num_tags)
+        log_z = tf.reduce_logsumexp(final + end[tf.newaxis], axis=1)
+        # The empty row's partition function is 1 (log 0).
+        log_z = tf.where(has_tokens, log_z, tf.zeros_like(log_z))
+
+        def gradient(upstream):
+            betas = _time_major(_backward(emissions, mask, transitions, end))  # [B, L, T]
+            alphas_ = _time_major(alphas)
+            scale = upstream[:, tf.newaxis, tf.newaxis]
+            shift = log_z[:, tf.newaxis, tf.newaxis]
+            # `where` before `exp`: padding holds carried-over values that must neither count nor overflow.
+            unary = tf.exp(tf.where(valid, alphas_ + betas - shift, tf.fill(tf.shape(betas), -1e30)))
+            unary = tf.where(valid, unary, tf.zeros_like(unary)) * scale
+            # Pairs (t - 1, t) for t >= 1 where t is a real token: alpha[t-1, i] + trans[i, j] + e[t, j] + beta[t, j].
+            incoming = (emissions + betas)[:, 1:]
+            pair_valid = mask[:, 1:, tf.newaxis, tf.newaxis]
+            log_pairs = (alphas_[:, :-1, :, tf.newaxis] + transitions[tf.newaxis, tf.newaxis]
+                         + incoming[:, :, tf.newaxis, :] - shift[..., tf.newaxis])
+            pairs = tf.exp(tf.where(pair_valid, log_pairs, tf.fill(tf.shape(log_pairs), -1e30)))
+            pairs = tf.where(pair_valid, pairs, tf.zeros_like(pairs)) * scale[..., tf.newaxis]
+            next_valid = tf.concat([mask[:, 1:], tf.zeros_like(mask[:, :1])], axis=1)
+            is_last = tf.logical_and(mask, tf.logical_not(next_valid))[:, :, tf.newaxis]
+            return (
+                unary,
+                tf.reduce_sum(pairs, axis=[0, 1]),
+                tf.reduce_sum(unary[:, :1], axis=[0, 1]),
+                tf.reduce_sum(tf.where(is_last, unary, tf.zeros_like(unary)), axis=[0, 1]),
+            )
+
+        return log_z, gradient
+
+    return log_partition(emissions, transitions, start, end)
+
+
+# Positions per iteration of the inference loops. A TensorFlow while loop pays for its own machinery (frames,
+# counters, TensorList reads and writes) on every iteration, which for a [B, T] step costs about as much as the
+# step; eight steps written out in one iteration pay it once (benchmarks/README.md, "Speed").
+_UNROLL = 8
+
+
+def _padded_length(length):
+    """Position 0 plus whole chunks of _UNROLL, at least `length`, and at least one chunk: tf.scan cannot stack
+    the outputs of zero iterations when their shape is not fully known (a batch of one-character texts)."""
+    return 1 + tf.maximum((length - 1 + _UNROLL - 1) // _UNROLL, 1) * _UNROLL
+
+
+def _pad_time(x, length):
+    """Pads a [B, L, ...] tensor with zeros (False) along the time axis to `length`."""
+    padding = [[0, 0], [0, length - tf.shape(x)[1]]] + [[0, 0]] * (x.shape.rank - 2)
+    return tf.pad(x, padding)
+
+
+def _chunked_scan(step, elems, initializer, output_dtype, reverse=False):
+    """tf.scan over time-major `elems` with _UNROLL steps written out per loop iteration.
+
+    Args:
+        step: (carry, inputs) -> (carry, output), one position; the output has the carry's shape.
+        elems: nest of time-major tensors whose length is a multiple of _UNROLL.
+        initializer: tensor, the carry before the first step (the last position when reverse).
+        output_dtype: the dtype of step's output.
+        reverse: bool. Walk from the last position to the first.
+
+    Returns:
+        (final carry, outputs stacked time-major in position order).
+    """
+    chunks = tf.nest.map_structure(lambda x: tf.reshape(x, tf.concat([[-1, _UNROLL], tf.shape(x)[1:]], 0)), elems)
+    def body(accumulator, chunk):
+        carry, _ = accumulator
+        outputs = [None] * _UNROLL
+        for i in (reversed(range(_UNROLL)) if reverse else range(_UNROLL)):
+            carry, outputs[i] = step(carry, tf.nest.map_structure(lambda x: x[i], chunk))
+        return carry, tf.stack(outputs)
+
+    empty = tf.zeros(tf.concat([[_UNROLL], tf.shape(initializer)], 0), output_dtype)
+    carries, outputs = tf.scan(body, chunks, initializer=(initializer, empty), reverse=reverse)
+    # The carry after the last chunk walked; the initializer itself when there are no chunks.
+    if reverse:
+        final = tf.concat([carries, initializer[tf.newaxis]], 0)[0]
+    else:
+        final = tf.concat([initializer[tf.newaxis], carries], 0)[-1]
+    return final, tf.reshape(outputs, tf.concat([[-1], tf.shape(outputs)[2:]], 0))
+
+
+def _viterbi(emissions, mask, transitions, start, end):
+    """Best path per row: int32 [B, L], zeros at masked positions (see CRF.decode)."""
+    length = tf.shape(emissions)[1]
+    padded = _padded_length(length)
+    emissions, mask = _pad_time(emissions, padded), _pad_time(mask, padded)
+    batch, num_tags = tf.shape(emissions)[0], tf.shape(transitions)[0]
+    identity = tf.tile(tf.range(num_tags, dtype=tf.int32)[tf.newaxis], tf.stack([batch, 1]))
+    scores_in = transitions[tf.newaxis]  # loop invariants, hoisted out of the step
+    valid = _time_major(mask)[:, :, tf.newaxis]
+
+    def step(delta, inputs):
+        emit, real = inputs
+        candidates = delta[:, :, tf.newaxis] + scores_in
+        pointer = tf.argmax(candidates, axis=1, output_type=tf.int32)
+        moved = tf.reduce_max(candidates, axis=1) + emit
+        return tf.where(real, moved, delta), tf.where(real, pointer, identity)
+
+    # Position 0 has no predecessor: it starts from the start scores, outside the loop.
+    delta = start[tf.newaxis] + emissions[:, 0]
+    final, pointers = _chunked_scan(step, (_time_major(emissions)[1:], valid[1:]), delta, tf.int32)
+    best_last = tf.argmax(final + end[tf.newaxis], axis=1, output_type=tf.int32)
+
+    # Backtracking: the tag at t is pointers[t][tag at t + 1] (pointers here start at position 1). Identity
+    # pointers at padding carry best_last back to the last real token.
+    def back(tag, pointer):
+        previous = tf.gather(pointer, tag, batch_dims=1)
+        return previous, tag
+
+    first, path = _chunked_scan(back, pointers, best_last, tf.int32, reverse=True)
+    path = tf.transpose(tf.concat([first[tf.newaxis], path], 0), [1, 0])[:, :length]
+    return tf.where(mask[:, :length], path, tf.zeros_like(path))
+
+
+def _scaled_marginals(emissions, mask, transitions, start, end):
+    """p(y_t = j | emissions) by forward-backward in probability space with per-step scaling.
+
+    In log space every step is a log-sum-exp over [B, T, T] (seven ops); in probability space it is a
+    matrix product and a rescale (four). Each forward vector a_t and backward vector b_t is kept summing to 1,
+    so nothing overflows or underflows for realistic scores, and the marginal at t is a_t * b_t renormalised:
+    the scale factors, and log Z, cancel. Scores are shifted by their maximum before exp, so a uniform
+    penalty (every move forbidden) stays finite. A probability below float32's range becomes 0.
+
+    Returns:
+        float32 [B, L, T]; masked positions are zero.
+    """
+    length = tf.shape(emissions)[1]
+    padded = _padded_length(length)
+    emissions, mask = _pad_time(emissions, padded), _pad_time(mask, padded)
+    moves = tf.exp(transitions - tf.reduce_max(transitions))
+    emitted = _time_major(tf.exp(emissions - tf.reduce_max(emissions, axis=2, keepdims=True)))  # [L, B, T]
+    valid = _time_major(mask)[:, :, tf.newaxis]
+
+    def forward(a, inputs):
+        emit, real = inputs
+        a = tf.where(real, _normalised(tf.matmul(a, moves) * emit), a)
+        return a, a
+
+    first = _normalised(tf.exp(start - tf.reduce_max(start))[tf.newaxis] * emitted[0])
+    _, alphas = _chunked_scan(forward, (emitted[1:], valid[1:]), first, tf.float32)
+    alphas = tf.concat([first[tf.newaxis], alphas], 0)
+
+    # b_t depends on position t + 1; at the last real position (next one invalid) it is the end scores.
+    def backward(b, inputs):
+        emit_next, valid_next = inputs
+        b_new = tf.where(valid_next, _normalised(tf.matmul(emit_next * b, moves, transpose_b=True)), last)
+        return b_new, b_new
+
+    last = _normalised(tf.tile(tf.exp(end - tf.reduce_max(end))[tf.newaxis], tf.stack([tf.shape(emissions)[0], 1])))
+    _, betas = _chunked_scan(backward, (emitted[1:], valid[1:]), last, tf.float32, reverse=True)
+    betas = tf.concat([betas, last[tf.newaxis]], 0)
+    marginals = _time_major(_normalised(alphas * betas))
+    return tf.where(mask[:, :length, tf.newaxis], marginals[:, :length], tf.zeros_like(marginals[:, :length]))
+
+
+def _normalised(x):
+    """x / its sum over the last axis (tags); an all-zero vector stays zero."""
+    return x / tf.maximum(tf.reduce_sum(x, axis=-1, keepdims=True), 1e-30)
+
+
 def _path_score(emissions, tags, mask, transitions, start, end):
     """Unnormalised score of the given tag paths.
 
@@ -406,58 +594,7 @@ class CRF(keras.layers.Layer):
             positions.
         """
         emissions, mask = _prepare(emissions, mask)
-        transitions, start, end = self._weights(constrained=True)
-        batch = tf.shape(emissions)[0]
-        num_tags = self.num_tags
-        # Backpointer used at masked steps and at position 0: "keep the tag".
-        identity = tf.tile(
-            tf.range(num_tags, dtype=tf.int32)[tf.newaxis], tf.stack([batch, 1])
-        )
-
-        def step(carry, inputs):
-            delta, _ = carry
-            t, emit, valid = inputs
-            candidates = delta[:, :, tf.newaxis] + transitions[tf.newaxis]
-            best_prev = tf.argmax(candidates, axis=1, output_type=tf.int32)
-            moved = tf.reduce_max(candidates, axis=1) + emit
-            new = tf.where(t == 0, start[tf.newaxis] + emit, moved)
-            pointer = tf.where(t == 0, identity, best_prev)
-            valid = valid[:, tf.newaxis]
-            return (
-                tf.where(valid, new, delta),
-                tf.where(valid, pointer, identity),
-            )
-
-        init = (
-            tf.zeros(tf.stack([batch, num_tags]), dtype=tf.float32),
-            identity,
-        )
-        deltas, pointers = tf.scan(
-            step,
-            (
-                tf.range(tf.shape(emissions)[1]),
-                _time_major(emissions),
-                _time_major(mask),
-            ),
-            initializer=init,
-        )
-        final = _final_forward(deltas, batch, num_tags)
-        best_last = tf.argmax(final + end[tf.newaxis], axis=1, output_type=tf.int32)
-
-        # Backtracking: the tag at t is pointers[t + 1][tag at t + 1]. Rolling
-        # by -1 aligns pointers[t + 1] with position t and moves pointers[0]
-        # (the identity) to the last position, where it maps `best_last` to
-        # itself. Identity pointers at padding carry `best_last` back to the
-        # last real token.
-        shifted = tf.roll(pointers, shift=-1, axis=0)
-        path = tf.scan(
-            lambda tag, pointer: tf.gather(pointer, tag, batch_dims=1),
-            shifted,
-            initializer=best_last,
-            reverse=True,
-        )
-        path = tf.transpose(path, [1, 0])
-        return tf.where(mask, path, tf.zeros_like(path))
+        return _viterbi(emissions, mask, *self._weights(constrained=True))
 
     def log_likelihood(self, emissions, tags, mask=None):
         """Log-probability of the given tag paths.
@@ -479,16 +616,8 @@ class CRF(keras.layers.Layer):
         tags = tf.cast(tf.convert_to_tensor(tags), tf.int32)
         tags = tf.where(mask, tags, tf.zeros_like(tags))
         transitions, start, end = self._weights(constrained=self.constrain_training)
-        batch = tf.shape(emissions)[0]
-
         score = _path_score(emissions, tags, mask, transitions, start, end)
-        alphas = _forward(emissions, mask, transitions, start)
-        final = _final_forward(alphas, batch, self.num_tags)
-        log_z = tf.reduce_logsumexp(final + end[tf.newaxis], axis=1)
-        has_tokens = tf.reduce_any(mask, axis=1)
-        # The empty row's partition function is 1 (log 0); `where` also keeps
-        # the meaningless forward value of that row out of the gradient.
-        log_z = tf.where(has_tokens, log_z, tf.zeros_like(log_z))
+        log_z = _log_partition(emissions, mask, transitions, start, end)
         return score - log_z
 
     def marginals(self, emissions, mask=None):
@@ -506,22 +635,7 @@ class CRF(keras.layers.Layer):
             positions (and rows of length 0) are all zeros.
         """
         emissions, mask = _prepare(emissions, mask)
-        transitions, start, end = self._weights(constrained=True)
-        batch = tf.shape(emissions)[0]
-
-        alphas = _forward(emissions, mask, transitions, start)
-        betas = _backward(emissions, mask, transitions, end)
-        final = _final_forward(alphas, batch, self.num_tags)
-        log_z = tf.reduce_logsumexp(final + end[tf.newaxis], axis=1)
-        log_marginals = _time_major(alphas + betas) - log_z[:, tf.newaxis, tf.newaxis]
-        # Padding holds carried-over, meaningless values; zero them (where,
-        # so a large value there cannot overflow into the result).
-        valid = mask[:, :, tf.newaxis]
-        log_marginals = tf.where(valid, log_marginals, tf.zeros_like(log_marginals))
-        # alpha + beta - log Z rounds to a hair above 0 for a near-certain tag
-        # (scores of 1.00012 were served); a probability stays in [0, 1].
-        probabilities = tf.minimum(tf.exp(log_marginals), 1.0)
-        return tf.where(valid, probabilities, tf.zeros_like(log_marginals))
+        return _scaled_marginals(emissions, mask, *self._weights(constrained=True))
 
     def compute_output_spec(self, emissions, mask=None):
         """Symbolic output of `call`: int32 [B, L]."""

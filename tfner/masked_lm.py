@@ -128,7 +128,7 @@ def masked_lm_batches(
     slots = [num_predictions]
     padded_shapes = {"ids": [None], "positions": slots, "targets": slots, "weights": slots, "length": []}
     padding_values = {"ids": tokenizer.pad_id, "positions": 0, "targets": 0, "weights": 0.0, "length": 0}
-    boundaries = data.bucket_boundaries(max_seq_length) + [max_seq_length]
+    boundaries = data.bucket_boundaries(max_seq_length, static_shapes) + [max_seq_length]
     if bucket:
         dataset = dataset.bucket_by_sequence_length(
             element_length_func=lambda e: e["length"] + 2,

@@ -30,12 +30,45 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
 
 
+@keras.saving.register_keras_serializable(package="tfner")
+class AdamW(keras.optimizers.AdamW):
+    """Keras' AdamW with each update as one fused TensorFlow kernel (ResourceApplyAdam).
+
+    Keras writes Adam's update as seven element-wise ops, each reading and writing a full-size tensor, and
+    turns a sparse gradient (the token embedding's) into a dense one twice. On Resume NER the backbone's
+    update was 18 % of a train step, mostly on the 21,128 x 256 embedding table. ResourceApplyAdam does the
+    same arithmetic (m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w -= lr sqrt(1 - b2^t) / (1 - b1^t)
+    m / (sqrt(v) + eps)) in one multi-threaded pass. The slots, their names and the decoupled weight decay
+    are Keras', so checkpoints are interchangeable with keras.optimizers.AdamW's.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable), m=_handle(m), v=_handle(v),
+            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(tf.convert_to_tensor(gradient), dtype),  # a sparse gradient becomes dense once
+        )
+
+
+def _handle(variable):
+    """The resource handle of a Keras or TensorFlow variable (the local copy inside a strategy's update)."""
+    return (variable.value if isinstance(variable, keras.Variable) else variable).handle
+
+
 def make_optimizers(config: TrainConfig, total_steps: int) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
     """(backbone optimizer, head optimizer), both AdamW on the same warmup/decay shape."""
     warmup = int(total_steps * config.warmup_ratio)
     optimizers = []
     for name, peak in (("backbone", config.learning_rate), ("head", config.head_learning_rate)):
-        optimizer = keras.optimizers.AdamW(
+        optimizer = AdamW(
             learning_rate=WarmupLinearDecay(peak, warmup, total_steps),
             weight_decay=config.weight_decay,
             epsilon=1e-6,
