@@ -1,18 +1,18 @@
 """Where the time goes: a TF-profiler breakdown of a train step and of a serving call.
 
     python benchmarks/profile_step.py                                  # configs/resume_ner.yaml, both parts
-    python benchmarks/profile_step.py --set train.jit_compile=true     # the same after a lever
+    python benchmarks/profile_step.py --set train.mixed_precision=mixed_bfloat16   # the same with a lever
     python benchmarks/profile_step.py --part serve --run runs/resume_ner
 
 Train part: the Trainer of `--config` (Resume NER, BERT-Base Chinese vocab as in train_resume.py) runs
 `--warmup` steps, then `--steps` more under tf.profiler; every op's self time is summed into a part of the
 model by its name scope (the Keras layer that made it) and its type. Serve part: the NerModule of a trained
-run (`--run`; without one, of the untrained Trainer above, which costs the same), one Resume test sentence per
-call, as the export serves it. Both print a table: milliseconds per step (or call) and share, plus the
+run (`--run`; without one, of the untrained Trainer above, which costs the same), `--serve_batch` Resume test
+sentences per call (default 1), as the export serves them. Both print a table: milliseconds per step (or call) and share, plus the
 padding waste of the training batches and the CPU.
 
-Under XLA (train.jit_compile) the compiled cluster shows as one op, so its parts cannot be told apart; the
-table then has a single "XLA cluster" row.
+Ops are assigned to parts by name, so a part is as exact as the layers' name scopes: ops outside any layer
+(casts, reshapes, the loss) land in "other".
 """
 
 import argparse
@@ -171,12 +171,12 @@ def serve_part(args, trainer):
     module = load_run(args.run) if args.run else trainer.inference
     module.with_confidence = True
     texts = [e.text for e in data.read_examples([os.path.join(args.data_dir, "test.char.bmes")], "conll", "BMES")]
-    function = tf.function(module.__call__, input_signature=[tf.TensorSpec([None], tf.string)])
     position = iter(range(10**9))
 
     def one_call():
-        out = function(tf.constant([texts[next(position) % len(texts)]]))
-        out["entity_count"].numpy()
+        first = next(position) * args.serve_batch
+        out = module(tf.constant([texts[(first + i) % len(texts)] for i in range(args.serve_batch)]))
+        out["num_entities"].numpy()
 
     for _ in range(args.warmup):
         one_call()
@@ -193,7 +193,8 @@ def main(argv=None) -> int:
     parser.add_argument("--run", default="", help="a trained run_dir for the serve part (default: untrained)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=20, help="profiled train steps")
-    parser.add_argument("--calls", type=int, default=200, help="profiled serving calls (one sentence each)")
+    parser.add_argument("--calls", type=int, default=200, help="profiled serving calls")
+    parser.add_argument("--serve_batch", type=int, default=1, help="Resume test sentences per serving call")
     args = parser.parse_args(argv)
     args.scratch = tempfile.mkdtemp(prefix="tfner-profile-run-")
     try:
@@ -209,7 +210,8 @@ def main(argv=None) -> int:
             if trainer is None and not args.run:
                 trainer, *_ = train_part(argparse.Namespace(**{**vars(args), "steps": 1, "warmup": 0}))
             rows, wall = serve_part(args, trainer)
-            print(f"\n### serving call (one Resume test sentence per call, {args.calls} calls)\n")
+            print(f"\n### serving call ({args.serve_batch} Resume test sentence(s) per call, in file order, "
+                  f"{args.calls} calls)\n")
             print(breakdown(rows, args.calls, wall, "call"))
     finally:
         shutil.rmtree(args.scratch, ignore_errors=True)

@@ -184,15 +184,15 @@ class TfnerSteps:
         from tfner.inference import NerModule
 
         trainer = self.trainer
-        module = NerModule(trainer.model, trainer.tokenizer, trainer.corpus.tag_set, trainer.max_seq_length,
-                           config.export.window_overlap)
-        self.tag_function = tf.function(module.__call__, input_signature=[tf.TensorSpec([None], tf.string)])
+        self.module = NerModule(trainer.model, trainer.tokenizer, trainer.corpus.tag_set, trainer.max_seq_length,
+                                config.export.window_overlap)
         self.test_texts = [e.text for e in trainer.corpus.test]
+        self.tf = tf
 
     def tag(self, batch: int = TAG_BATCH) -> int:
         """One pass over the test sentences, `batch` a call; returns the sentences tagged."""
         for i in range(0, len(self.test_texts), batch):
-            self.tag_function(tf.constant(self.test_texts[i : i + batch]))["entity_count"].numpy()
+            self.module(self.tf.constant(self.test_texts[i : i + batch]))["num_entities"].numpy()
         return len(self.test_texts)
 
     def run(self, steps: int) -> int:
