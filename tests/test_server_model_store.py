@@ -3,6 +3,7 @@
 import os
 import signal
 import threading
+import weakref
 
 import grpc
 import pytest
@@ -14,6 +15,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from conftest import MONITORING_CONFIG
 from tfner.server.model_store import ModelStore
 from tfner.server.model_store import list_versions
+from tfner.server.model_store import release_freed_memory
 from tfner.server.predictor import Limits
 from tfner.server.predictor import Predictor
 from tfner.server.predictor import array_from_tensor_proto
@@ -225,3 +227,21 @@ def test_full_queue_answers_resource_exhausted(tmp_path, export_factory):
     predictor.stop()
     store.stop()
     assert outcomes == [grpc.StatusCode.RESOURCE_EXHAUSTED, "ok", "ok"]
+
+
+def test_a_dropped_version_is_freed(tmp_path, export_factory):
+    base = str(tmp_path / "ner")
+    export_factory(base, 1)
+    store = ModelStore([ModelSpecConfig(name="ner", base_path=base)], poll_seconds=0, warmup=False)
+    store.start()
+    with store.acquire("ner") as servable:
+        assert servable.version == 1
+        old = weakref.ref(servable._loaded)
+    del servable
+    export_factory(base, 2)
+    store.poll()  # loads version 2, retires version 1 and drops it: no request holds it
+    with store.acquire("ner") as servable:
+        assert servable.version == 2
+    store.stop()
+    assert old() is None  # nothing keeps the old version's graph and weights alive
+    assert release_freed_memory()  # glibc (as on every Linux image we ship): the free pages went back
