@@ -251,7 +251,7 @@ def _log_partition(emissions, mask, transitions, start, end):
 
 # Positions per iteration of the inference loops. A TensorFlow while loop pays for its own machinery (frames,
 # counters, TensorList reads and writes) on every iteration, which for a [B, T] step costs about as much as the
-# step; eight steps written out in one iteration pay it once (benchmarks/README.md, "Speed").
+# step; eight steps written out in one iteration pay it once (benchmarks/README.md, profile_step.py).
 _UNROLL = 8
 
 

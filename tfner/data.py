@@ -411,7 +411,7 @@ def examples_dataset(examples: Sequence[Example], tag_set: TagSet) -> tf.data.Da
 # Width of the length buckets when batch shapes are free. A batch is padded to its longest row, so the
 # bucket's width bounds the padding: on Resume NER's training set, 8-token buckets put 91 % real tokens in a
 # batch against 72 % for power-of-two buckets, and the train step runs that much less work per character
-# (benchmarks/README.md, "Speed").
+# (benchmarks/README.md, profile_step.py).
 BUCKET_WIDTH = 8
 
 

@@ -138,9 +138,10 @@ def release_freed_memory():
     """Hands the memory of dropped versions back to the operating system; returns whether it could.
 
     A version's graph and weights are freed when its last request ends, but glibc's malloc keeps freed pages in
-    its heaps while requests allocate around them, so the process's resident memory grew by up to 90 MB with
-    every version swap under traffic (benchmarks/soak.py). malloc_trim(0) returns every free page of every heap.
-    Other C libraries (musl, macOS) have no malloc_trim: nothing to do there.
+    its heaps while requests allocate around them. malloc_trim(0) hands back every whole free page of every
+    heap: in benchmarks/soak.py the +100 MB of a swap (two versions resident) then goes back within seconds
+    instead of staying. It does not stop all growth (see the soak's figures). Other C libraries (musl, macOS)
+    have no malloc_trim: nothing to do there.
     """
     gc.collect()  # the loaded object graph holds reference cycles: free it now, not at some later collection
     try:
