@@ -30,6 +30,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 DATA = os.path.join(REPO, "..", "shared", "data")
 
+# Matrix products and their bias adds, under the names oneDNN's graph rewrites give them.
+MATMUL_KINDS = {"MatMul", "_MklMatMul", "BatchMatMulV2", "_MklBatchMatMulV2", "_FusedMatMul", "_MklFusedMatMul",
+                "_MklNativeFusedMatMul", "BiasAdd", "BiasAddGrad"}
+
 # (part, test on the lower-cased op name and type), first match wins; the order matters.
 PARTS = [
     ("input pipeline", lambda name, kind: kind in ("IteratorGetNext", "MultiDeviceIteratorGetNextFromShard")
@@ -43,14 +47,12 @@ PARTS = [
     ("attention", lambda name, kind: "attention" in name and "layer_norm" not in name and "layernorm" not in name),
     ("LayerNorm", lambda name, kind: "layer_norm" in name or "layernorm" in name),
     ("feed-forward matmuls", lambda name, kind: ("feedforward" in name or "intermediate" in name
-                                                 or "output_dense" in name) and kind in ("MatMul", "_MklMatMul",
-                                                                                         "BatchMatMulV2", "_MklBatchMatMulV2", "_FusedMatMul",
-                                                                                         "_MklFusedMatMul", "_MklNativeFusedMatMul", "BiasAdd", "BiasAddGrad")),
+                                                 or "output_dense" in name) and kind in MATMUL_KINDS),
     ("GELU and other feed-forward", lambda name, kind: "feedforward" in name or "intermediate" in name),
     ("dropout", lambda name, kind: "dropout" in name),
     ("emission head", lambda name, kind: "emission" in name),
-    ("tokenizer, windows, spans (input pipeline, serving)", lambda name, kind: "ner_module" in name or "string" in kind.lower()
-     or "ragged" in name or "unicode" in kind.lower()),
+    ("tokenizer, windows, spans (input pipeline, serving)",
+     lambda name, kind: "ner_module" in name or "ragged" in name or "string" in kind.lower() or "unicode" in kind.lower()),
 ]
 
 
@@ -134,7 +136,7 @@ def train_part(args):
     from tfner.config import load_config
     from tfner.distribute import make_strategy
 
-    resume = os.path.join(args.data_dir)
+    resume = args.data_dir
     overrides = [f"run_dir={args.scratch}/run", f"data.train={resume}/train.char.bmes",
                  f"data.dev={resume}/dev.char.bmes", f"data.test={resume}/test.char.bmes",
                  f"data.vocab={args.vocab}"] + args.set

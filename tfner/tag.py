@@ -34,7 +34,7 @@ from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from tfner import tag_io
-from tfner.predict import resolve_version
+from tfner.predict import positive_int, resolve_version
 from tfner.tag_io import Document, ReadSettings
 from tfner.tag_model import BATCHING, DEFAULT_BUCKETS, ExportModelHandler, LengthBatches
 
@@ -227,13 +227,6 @@ def _buckets(text: str) -> list[int]:
     return values
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tfner.tag", description=__doc__.split("\n")[0], allow_abbrev=False,
@@ -262,14 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lengths: sort a buffer of documents by length, then batch (any runner); buckets: Beam's "
                         "length-bucketed stateful batching (portable runners: Prism, Flink, Dataflow; not the "
                         "DirectRunner); plain: Beam's BatchElements, no length awareness. Default lengths.")
-    g.add_argument("--max_batch_size", type=_positive, default=64, help="documents per model call. Default 64.")
-    g.add_argument("--max_batch_chars", type=_positive, default=8192,
+    g.add_argument("--max_batch_size", type=positive_int, default=64, help="documents per model call. Default 64.")
+    g.add_argument("--max_batch_chars", type=positive_int, default=8192,
                    help="padded characters (documents x the longest) per model call. Default 8192.")
-    g.add_argument("--sort_buffer", type=_positive, default=4096,
+    g.add_argument("--sort_buffer", type=positive_int, default=4096,
                    help="documents sorted together by --batching lengths. Default 4096.")
     g.add_argument("--length_buckets", type=_buckets, default=list(DEFAULT_BUCKETS),
                    help="bucket boundaries in characters for --batching buckets. Default 16,32,64,128,256,512.")
-    g.add_argument("--max_batch_wait_secs", type=_positive, default=10,
+    g.add_argument("--max_batch_wait_secs", type=positive_int, default=10,
                    help="how long --batching buckets holds a partial batch. Default 10.")
     g.add_argument("--model_copies", type=int, default=0,
                    help="0: one model per worker process, shared by its threads; N: N copies per machine shared "
