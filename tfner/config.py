@@ -54,6 +54,8 @@ class ModelConfig:
     dropout: float = 0.1
     head: str = "crf"  # crf | softmax
     constrain_decoding: bool = True  # CRF decode never emits transitions the tag scheme forbids (O -> I-X)
+    fast_encoder: bool = True  # run the backbone's layers through tfner.encoder's cheaper ops (same weights and
+    # results); false = keras-hub's own call, e.g. to compare, or for a keras-hub release that renames its layers
 
 
 @dataclasses.dataclass

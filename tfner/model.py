@@ -11,7 +11,7 @@ import keras
 import keras_hub
 import tensorflow as tf
 
-from tfner import checkpoint
+from tfner import checkpoint, encoder
 from tfner.config import ModelConfig
 from tfner.crf import CRF
 
@@ -36,15 +36,19 @@ class NerTagger(keras.Model):
         dropout: float. Dropout on the encoder output, before the emission layer.
         transition_constraints: tuple of bool arrays or None. (allowed [T, T], allowed starts [T], allowed ends
             [T]) for constrained CRF decoding; see `TagSet.allowed_transitions`.
+        fast_encoder: bool. Run the backbone through `tfner.encoder` (same layers and weights, cheaper ops)
+            instead of its own call.
     """
 
-    def __init__(self, backbone, num_tags, head="crf", dropout=0.1, transition_constraints=None, **kwargs):
+    def __init__(self, backbone, num_tags, head="crf", dropout=0.1, transition_constraints=None, fast_encoder=True,
+                 **kwargs):
         super().__init__(**kwargs)
         if head not in ("crf", "softmax"):
             raise ValueError(f"model.head must be 'crf' or 'softmax', got {head!r}")
         self.backbone = backbone
         self.num_tags = num_tags
         self.head = head
+        self.fast_encoder = fast_encoder
         self.head_dropout = keras.layers.Dropout(dropout, name="head_dropout")
         self.emission = keras.layers.Dense(num_tags, name="emission")
         self.crf = CRF(num_tags, *(transition_constraints or ()), name="crf") if head == "crf" else None
@@ -54,7 +58,10 @@ class NerTagger(keras.Model):
         # Rebuilt in the backbone's own key order: Keras hands a subclassed model's dict input over with sorted
         # keys, and the functional backbone warns about any order but the one it was built with.
         inputs = {name: inputs[name] for name in ("token_ids", "segment_ids", "padding_mask")}
-        sequence = self.backbone(inputs, training=training)["sequence_output"]
+        if self.fast_encoder:  # the backbone's own layers and weights, through cheaper ops (tfner/encoder.py)
+            sequence = encoder.sequence_output(self.backbone, inputs, training=training)
+        else:
+            sequence = self.backbone(inputs, training=training)["sequence_output"]
         sequence = self.head_dropout(sequence[:, 1:], training=training)  # drop [CLS]: position i = character i
         return tf.cast(self.emission(sequence), tf.float32)
 
@@ -140,6 +147,7 @@ def build_tagger(config: ModelConfig, vocabulary_size: int, max_seq_length: int,
         head=config.head,
         dropout=config.dropout,
         transition_constraints=tag_set.allowed_transitions() if config.constrain_decoding else None,
+        fast_encoder=config.fast_encoder,
         name="ner_tagger",
     )
     # The pooler serves sentence classification; tagging never reads it, so it gets no gradients.

@@ -1,0 +1,113 @@
+"""A faster forward pass through a keras-hub BertBackbone: the same weights and layers, cheaper TF ops.
+
+`sequence_output(backbone, inputs, training)` computes what `backbone(inputs)["sequence_output"]` computes
+(tests/test_encoder.py holds the two equal, in inference and in training, and their gradients), with every
+projection written as a 2-D `MatMul` + `BiasAdd`:
+
+- keras-hub's feed-forward `Dense` layers multiply 3-D activations through `Tensordot` (reshape, MatMul,
+  reshape) and apply GELU as eight separate element-wise ops. Flattened to 2-D first, `MatMul` + `BiasAdd` +
+  `tf.nn.gelu` is a pattern TensorFlow's graph optimizer fuses into one oneDNN kernel (`_FusedMatMul` with
+  GELU) when it compiles a graph, inference included (TF Serving's too).
+- Keras' `MultiHeadAttention` projects through `EinsumDense`, which runs as `Einsum` at about half the rate
+  per FLOP of a `MatMul` on the same CPU; here query, key and value are one `MatMul` against the three
+  kernels side by side, and the scores and context are `BatchMatMul`s.
+
+What is not rewritten is called as it is: the embeddings, LayerNorms and dropouts are the backbone's own
+layers, so their variables, seeds and checkpoint names are untouched. Any backbone `model.init` builds
+(scratch, Google checkpoint, Hugging Face folder, keras-hub preset) is a `BertBackbone` of these layers; a
+backbone of another class is run as it is (`backbone(inputs)`).
+
+benchmarks/README.md ("profile_step.py") has the measured effect.
+"""
+
+import keras_hub
+import tensorflow as tf
+
+
+def sequence_output(backbone, inputs: dict, training=False) -> tf.Tensor:
+    """[B, T, hidden] encoder output for {"token_ids", "segment_ids", "padding_mask"} [B, T]."""
+    if not is_supported(backbone):
+        return backbone(inputs, training=training)["sequence_output"]
+    token_ids, segment_ids = inputs["token_ids"], inputs["segment_ids"]
+    tokens = backbone.token_embedding(token_ids)
+    x = backbone.embeddings_add((tokens, backbone.position_embedding(tokens), backbone.segment_embedding(segment_ids)))
+    x = backbone.embeddings_layer_norm(x)
+    x = backbone.embeddings_dropout(x, training=training)
+    # Added to the attention scores of padding keys: exp() of it is 0, as Keras' masked softmax makes it.
+    key_bias = (1.0 - tf.cast(inputs["padding_mask"], x.dtype)) * _large_negative(x.dtype)
+    key_bias = key_bias[:, None, None, :]  # [B, 1 (heads), 1 (queries), T (keys)]
+    for layer in backbone.transformer_layers:
+        x = _encoder_layer(layer, x, key_bias, training)
+    return x
+
+
+def is_supported(backbone) -> bool:
+    """True for a keras-hub BertBackbone of post-LayerNorm encoder layers (every BERT `model.init` loads)."""
+    return isinstance(backbone, keras_hub.models.BertBackbone) and all(
+        not layer.normalize_first for layer in backbone.transformer_layers)
+
+
+def _encoder_layer(layer, x, key_bias, training):
+    """One keras-hub TransformerEncoder (post-LN) over [B, T, hidden]."""
+    batch, length, hidden = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
+    rows = tf.reshape(x, [-1, hidden])  # [B * T, hidden]: every projection is a 2-D MatMul
+
+    attention = layer._self_attention_layer
+    context = _self_attention(attention, rows, batch, length, key_bias, training)
+    context = layer._self_attention_dropout(context, training=training)
+    rows = layer._self_attention_layer_norm(context + rows)
+
+    intermediate = layer._feedforward_intermediate_dense
+    hidden_rows = _dense(rows, intermediate.kernel, intermediate.bias)
+    hidden_rows = _activation(layer)(hidden_rows)
+    output = layer._feedforward_output_dense
+    out = _dense(hidden_rows, output.kernel, output.bias)
+    out = layer._feedforward_dropout(out, training=training)
+    rows = layer._feedforward_layer_norm(out + rows)
+    return tf.reshape(rows, [batch, length, hidden])
+
+
+def _self_attention(attention, rows, batch, length, key_bias, training):
+    """Keras MultiHeadAttention(query=value=key=x) over [B * T, hidden] rows -> [B * T, hidden]."""
+    heads, head_dim = attention.num_heads, attention.key_dim
+    query, key, value = attention._query_dense, attention._key_dense, attention._value_dense
+    # One MatMul for the three projections: their [hidden, heads, head_dim] kernels side by side.
+    kernel = tf.concat([tf.reshape(d.kernel, [-1, heads * head_dim]) for d in (query, key, value)], axis=1)
+    bias = tf.concat([tf.reshape(d.bias, [-1]) for d in (query, key, value)], axis=0)
+    projected = _dense(rows, kernel, bias)  # [B * T, 3 * heads * head_dim]
+    projected = tf.reshape(projected, [batch, length, 3, heads, head_dim])
+    projected = tf.transpose(projected, [2, 0, 3, 1, 4])  # [3, B, heads, T, head_dim]
+    q, k, v = tf.unstack(projected)  # not projected[i]: a slice's gradient is a full-size scatter, Pack's is not
+    # Keras scales the query before the product, not the scores after it; the same here, for equal rounding.
+    q = q * tf.cast(1.0 / head_dim ** 0.5, q.dtype)
+    scores = tf.matmul(q, k, transpose_b=True) + key_bias  # [B, heads, T, T]
+    probabilities = tf.nn.softmax(scores)
+    probabilities = attention._dropout_layer(probabilities, training=training)
+    context = tf.matmul(probabilities, v)  # [B, heads, T, head_dim]
+    context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, heads * head_dim])
+    output = attention._output_dense
+    return _dense(context, tf.reshape(output.kernel, [heads * head_dim, -1]), output.bias)
+
+
+def _dense(rows, kernel, bias):
+    """[N, in] @ [in, out] + bias, in the activations' dtype (float32 variables under mixed precision)."""
+    return tf.nn.bias_add(tf.matmul(rows, tf.cast(kernel, rows.dtype)), tf.cast(bias, rows.dtype))
+
+
+# The GELUs BERT backbones use (keras-hub's tanh form; tfner.checkpoint's erf form for "hidden_act": "gelu"),
+# by function name, as `tf.nn.gelu`: the graph the MatMul + BiasAdd + GELU fusion matches.
+_BERT_GELUS = {"gelu_approximate": True, "gelu_erf": False}
+
+
+def _activation(layer):
+    """The layer's feed-forward activation; a BERT GELU as `tf.nn.gelu`, any other as it is."""
+    name = getattr(layer.activation, "__name__", "")
+    if name not in _BERT_GELUS:
+        return layer.activation
+    approximate = _BERT_GELUS[name]
+    return lambda x: tf.nn.gelu(x, approximate=approximate)
+
+
+def _large_negative(dtype):
+    """The masking constant of Keras' softmax: -1e9, or the most negative finite value of a 16-bit float."""
+    return tf.cast(-1e9 if dtype == tf.float32 else dtype.min, dtype)
