@@ -7,7 +7,8 @@ projection written as a 2-D `MatMul` + `BiasAdd`:
 - keras-hub's feed-forward `Dense` layers multiply 3-D activations through `Tensordot` (reshape, MatMul,
   reshape) and apply GELU as eight separate element-wise ops. Flattened to 2-D first, `MatMul` + `BiasAdd` +
   `tf.nn.gelu` is a pattern TensorFlow's graph optimizer fuses into one oneDNN kernel (`_FusedMatMul` with
-  GELU) when it compiles a graph, inference included (TF Serving's too).
+  GELU), as it fuses a MatMul with its bias and the residual add after it, when it optimises a graph for
+  inference (TF Serving's too).
 - Keras' `MultiHeadAttention` projects through `EinsumDense`, which runs as `Einsum` at about half the rate
   per FLOP of a `MatMul` on the same CPU; here query, key and value are one `MatMul` against the three
   kernels side by side, and the scores and context are `BatchMatMul`s.
@@ -17,7 +18,12 @@ layers, so their variables, seeds and checkpoint names are untouched. Any backbo
 (scratch, Google checkpoint, Hugging Face folder, keras-hub preset) is a `BertBackbone` of these layers; a
 backbone of another class is run as it is (`backbone(inputs)`).
 
-benchmarks/README.md ("profile_step.py") has the measured effect.
+The layers are reached through keras-hub's private attributes (`_self_attention_layer`, `_query_dense`, ...).
+setup.cfg pins keras-hub, and tests/test_encoder.py fails on a release that renames them;
+`model.fast_encoder: false` runs keras-hub's own call meanwhile.
+
+Measured (benchmarks/README.md, "profile_step.py"): tagging ~1.2x faster; a train step no faster, because the
+backward pass cannot use the fused kernels.
 """
 
 import keras_hub
