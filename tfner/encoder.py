@@ -58,18 +58,22 @@ def _encoder_layer(layer, x, key_bias, training):
     batch, length, hidden = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
     rows = tf.reshape(x, [-1, hidden])  # [B * T, hidden]: every projection is a 2-D MatMul
 
-    attention = layer._self_attention_layer
-    context = _self_attention(attention, rows, batch, length, key_bias, training)
-    context = layer._self_attention_dropout(context, training=training)
-    rows = layer._self_attention_layer_norm(context + rows)
+    # Name scopes as Keras' own layers would give them, so profiles (benchmarks/profile_step.py) sort the ops.
+    with tf.name_scope(layer.name):
+        attention = layer._self_attention_layer
+        with tf.name_scope(attention.name):  # the residual add too: in inference it fuses into the MatMul
+            context = _self_attention(attention, rows, batch, length, key_bias, training)
+            context = layer._self_attention_dropout(context, training=training) + rows
+        rows = layer._self_attention_layer_norm(context)
 
-    intermediate = layer._feedforward_intermediate_dense
-    hidden_rows = _dense(rows, intermediate.kernel, intermediate.bias)
-    hidden_rows = _activation(layer)(hidden_rows)
-    output = layer._feedforward_output_dense
-    out = _dense(hidden_rows, output.kernel, output.bias)
-    out = layer._feedforward_dropout(out, training=training)
-    rows = layer._feedforward_layer_norm(out + rows)
+        intermediate = layer._feedforward_intermediate_dense
+        with tf.name_scope(intermediate.name):
+            hidden_rows = _activation(layer)(_dense(rows, intermediate.kernel, intermediate.bias))
+        output = layer._feedforward_output_dense
+        with tf.name_scope(output.name):
+            out = _dense(hidden_rows, output.kernel, output.bias)
+            out = layer._feedforward_dropout(out, training=training) + rows
+        rows = layer._feedforward_layer_norm(out)
     return tf.reshape(rows, [batch, length, hidden])
 
 
