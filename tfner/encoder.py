@@ -10,8 +10,9 @@ projection written as a 2-D `MatMul` + `BiasAdd`:
   GELU), as it fuses a MatMul with its bias and the residual add after it, when it optimises a graph for
   inference (TF Serving's too).
 - Keras' `MultiHeadAttention` projects through `EinsumDense`, which runs as `Einsum` at about half the rate
-  per FLOP of a `MatMul` on the same CPU; here query, key and value are one `MatMul` against the three
-  kernels side by side, and the scores and context are `BatchMatMul`s.
+  per FLOP of a `MatMul` on the same CPU; here query, key and value are 2-D `MatMul`s against their
+  kernels seen as [hidden, heads * head_dim] matrices (a reshape, no copy), and the scores and context are
+  `BatchMatMul`s.
 
 What is not rewritten is called as it is: the embeddings, LayerNorms and dropouts are the backbone's own
 layers, so their variables, seeds and checkpoint names are untouched. Any backbone `model.init` builds
@@ -80,14 +81,14 @@ def _encoder_layer(layer, x, key_bias, training):
 def _self_attention(attention, rows, batch, length, key_bias, training):
     """Keras MultiHeadAttention(query=value=key=x) over [B * T, hidden] rows -> [B * T, hidden]."""
     heads, head_dim = attention.num_heads, attention.key_dim
-    query, key, value = attention._query_dense, attention._key_dense, attention._value_dense
-    # One MatMul for the three projections: their [hidden, heads, head_dim] kernels side by side.
-    kernel = tf.concat([tf.reshape(d.kernel, [-1, heads * head_dim]) for d in (query, key, value)], axis=1)
-    bias = tf.concat([tf.reshape(d.bias, [-1]) for d in (query, key, value)], axis=0)
-    projected = _dense(rows, kernel, bias)  # [B * T, 3 * heads * head_dim]
-    projected = tf.reshape(projected, [batch, length, 3, heads, head_dim])
-    projected = tf.transpose(projected, [2, 0, 3, 1, 4])  # [3, B, heads, T, head_dim]
-    q, k, v = tf.unstack(projected)  # not projected[i]: a slice's gradient is a full-size scatter, Pack's is not
+    # [B * T, hidden] -> [B, heads, T, head_dim] for each projection: its [hidden, heads, head_dim] kernel as a
+    # [hidden, heads * head_dim] matrix. Not one MatMul over the three kernels side by side: that copies them
+    # into one tensor every call (7 MB a layer for BERT-base) and measured slower at every size.
+    def project(dense):
+        projected = _dense(rows, tf.reshape(dense.kernel, [-1, heads * head_dim]), tf.reshape(dense.bias, [-1]))
+        return tf.transpose(tf.reshape(projected, [batch, length, heads, head_dim]), [0, 2, 1, 3])
+
+    q, k, v = (project(d) for d in (attention._query_dense, attention._key_dense, attention._value_dense))
     # Keras scales the query before the product, not the scores after it; the same here, for equal rounding.
     q = q * tf.cast(1.0 / head_dim ** 0.5, q.dtype)
     scores = tf.matmul(q, k, transpose_b=True) + key_bias  # [B, heads, T, T]
