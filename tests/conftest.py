@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -26,6 +27,24 @@ SUBPROCESS_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1"
 SUBPROCESS_ENV["PYTHONPATH"] = os.pathsep.join(
     p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_tempdir(tmp_path_factory):
+    """The temp dir of this process and its children, inside pytest's own folder for the session.
+
+    Beam's job server and worker processes (tfner.tag's tests) leave empty folders in the temp dir that they
+    never remove; pytest prunes its folders, keeping the last three sessions.
+    """
+    scratch = str(tmp_path_factory.mktemp("tempdir"))
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = scratch
+    yield scratch
+    tempfile.tempdir = saved[0]
+    if saved[1] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[1]
 
 
 # --------------------------------------------------------------------------

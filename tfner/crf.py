@@ -283,9 +283,11 @@ def _chunked_scan(step, elems, initializer, output_dtype, reverse=False):
     chunks = tf.nest.map_structure(lambda x: tf.reshape(x, tf.concat([[-1, _UNROLL], tf.shape(x)[1:]], 0)), elems)
     def body(accumulator, chunk):
         carry, _ = accumulator
+        # One Unpack per input instead of a StridedSlice per input and position: ops, not math, are the cost.
+        columns = [tf.unstack(x, num=_UNROLL) for x in tf.nest.flatten(chunk)]
         outputs = [None] * _UNROLL
         for i in (reversed(range(_UNROLL)) if reverse else range(_UNROLL)):
-            carry, outputs[i] = step(carry, tf.nest.map_structure(lambda x: x[i], chunk))
+            carry, outputs[i] = step(carry, tf.nest.pack_sequence_as(chunk, [column[i] for column in columns]))
         return carry, tf.stack(outputs)
 
     empty = tf.zeros(tf.concat([[_UNROLL], tf.shape(initializer)], 0), output_dtype)
@@ -313,11 +315,14 @@ def _viterbi(emissions, mask, transitions, start, end):
         candidates = delta[:, :, tf.newaxis] + scores_in
         pointer = tf.argmax(candidates, axis=1, output_type=tf.int32)
         moved = tf.reduce_max(candidates, axis=1) + emit
-        return tf.where(real, moved, delta), tf.where(real, pointer, identity)
+        return tf.where(real, moved, delta), pointer
 
     # Position 0 has no predecessor: it starts from the start scores, outside the loop.
     delta = start[tf.newaxis] + emissions[:, 0]
     final, pointers = _chunked_scan(step, (_time_major(emissions)[1:], valid[1:]), delta, tf.int32)
+    # Padding points every tag at itself, so backtracking carries the last real tag through it: one op for all
+    # positions here rather than one per position in the loop.
+    pointers = tf.where(valid[1:], pointers, identity)
     best_last = tf.argmax(final + end[tf.newaxis], axis=1, output_type=tf.int32)
 
     # Backtracking: the tag at t is pointers[t][tag at t + 1] (pointers here start at position 1). Identity
@@ -350,13 +355,14 @@ def _scaled_marginals(emissions, mask, transitions, start, end):
     emitted = _time_major(tf.exp(emissions - tf.reduce_max(emissions, axis=2, keepdims=True)))  # [L, B, T]
     valid = _time_major(mask)[:, :, tf.newaxis]
 
-    def forward(a, inputs):
-        emit, real = inputs
-        a = tf.where(real, _normalised(tf.matmul(a, moves) * emit), a)
+    # a_t at padding positions is never read (their marginals are zeroed below), so the forward step needs no
+    # mask: one op less per position.
+    def forward(a, emit):
+        a = _normalised(tf.matmul(a, moves) * emit)
         return a, a
 
     first = _normalised(tf.exp(start - tf.reduce_max(start))[tf.newaxis] * emitted[0])
-    _, alphas = _chunked_scan(forward, (emitted[1:], valid[1:]), first, tf.float32)
+    _, alphas = _chunked_scan(forward, emitted[1:], first, tf.float32)
     alphas = tf.concat([first[tf.newaxis], alphas], 0)
 
     # b_t depends on position t + 1; at the last real position (next one invalid) it is the end scores.
@@ -374,7 +380,7 @@ def _scaled_marginals(emissions, mask, transitions, start, end):
 
 def _normalised(x):
     """x / its sum over the last axis (tags); an all-zero vector stays zero."""
-    return x / tf.maximum(tf.reduce_sum(x, axis=-1, keepdims=True), 1e-30)
+    return tf.math.divide_no_nan(x, tf.reduce_sum(x, axis=-1, keepdims=True))
 
 
 def _path_score(emissions, tags, mask, transitions, start, end):
