@@ -143,17 +143,7 @@ class DistillTrainer(Trainer):
         labelled = super().replica_dataset(context, epoch)
         if self.extra_source is None:
             return labelled
-        extra = data.batch_dataset(
-            self.extra_source,
-            self.tokenizer,
-            context.get_per_replica_batch_size(self.global_batch),
-            self.max_seq_length,
-            shuffle_seed=self.config.train.seed + epoch,
-            static_shapes=self.static_shapes,
-            input_context=context,
-            repeat=True,
-        )
-        return tf.data.Dataset.zip((labelled, extra))
+        return tf.data.Dataset.zip((labelled, self.batches(self.extra_source, context, epoch)))
 
     # ---- one step -------------------------------------------------------------------------------------------
     def soft_loss(self, features: dict, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

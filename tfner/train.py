@@ -304,9 +304,13 @@ class Trainer(TrainingLoop):
 
     # ---- data ----------------------------------------------------------------------------------------------
     def replica_dataset(self, context: tf.distribute.InputContext, epoch: int) -> tf.data.Dataset:
-        """One input pipeline's endless batches for an epoch: its shard, in the order of seed + epoch."""
+        """One input pipeline's endless batches of the training set for an epoch."""
+        return self.batches(self.train_source, context, epoch)
+
+    def batches(self, source: tf.data.Dataset, context: tf.distribute.InputContext, epoch: int) -> tf.data.Dataset:
+        """Endless batches of encoded examples for one input pipeline: its shard, in the order of seed + epoch."""
         return data.batch_dataset(
-            self.train_source,
+            source,
             self.tokenizer,
             context.get_per_replica_batch_size(self.global_batch),
             self.max_seq_length,
