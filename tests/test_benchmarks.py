@@ -1,4 +1,4 @@
-"""The serving load benchmark runs end to end (a short run on the tiny export; its figures are not judged)."""
+"""The benchmarks run end to end on tiny inputs (their figures are not judged)."""
 
 import os
 import subprocess
@@ -33,3 +33,28 @@ def test_serve_load_runs_both_modes_and_reports_merging(tmp_path, export_factory
             # Off: one request a call. On: 4 clients fill calls of up to 4 texts.
             assert float(per_call) == 1.0 if name.endswith("off") else float(per_call) > 1.0, (name, rows[name])
     assert "tfner.serve, 2 text(s)/request, batching on" in rows
+
+
+def run_crf_decode(*args):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "crf_decode.py"), "--cases", "1x5,3x9", "--rounds", "2",
+         "--calls", "1", *args],
+        capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+def test_crf_decode_compares_with_a_baseline_and_refuses_a_different_one(tmp_path):
+    same = run_crf_decode("--baseline", os.path.join(REPO, "tfner", "crf.py"))
+    assert same.returncode == 0, same.stderr[-3000:]
+    rows = [line for line in same.stdout.splitlines() if "this / baseline" in line]
+    assert len(rows) == 2 and all("paths equal" in row and "at most 0.0e+00" in row for row in rows), same.stdout
+
+    # A baseline whose Viterbi answers all zeros is caught, not timed.
+    with open(os.path.join(REPO, "tfner", "crf.py"), encoding="utf-8") as f:
+        source = f.read()
+    broken_line = "    return tf.where(mask[:, :length], path, tf.zeros_like(path))"
+    assert broken_line in source
+    broken = tmp_path / "crf_broken.py"
+    broken.write_text(source.replace(broken_line, "    return tf.zeros_like(path) + 1"), encoding="utf-8")
+    different = run_crf_decode("--baseline", str(broken))
+    assert different.returncode == 1 and "Viterbi paths differ" in different.stderr, different.stderr[-3000:]
