@@ -20,10 +20,12 @@ Distillation pays:
 4. The teacher: the fine-tuned run with the best dev F1 (or --teacher RUN_DIR).
 5. python -m tfner.distill --config configs/distill_resume.yaml (student: 2 layers, hidden 128).
 6. Speed of both exports, interleaved (teacher, student, teacher, student, ...) so both see the same load:
-   in process (the SavedModel's signature, one Resume test sentence a call: p50 latency and texts/s), and
-   served (python -m tfner.serve, batching off, --clients threads sending one sentence a request for
-   --serve_seconds; the server pinned to one CPU, the clients to the other, as benchmarks/serve_load.py does).
+   in process (the SavedModel's signature, --batch_texts Resume test sentences a call, default 1: p50 latency
+   and texts/s), and served (python -m tfner.serve, --clients threads sending one sentence a request for
+   --serve_seconds; batching off, or on with --batching_parameters_file; the server pinned to one CPU, the
+   clients to the other, as benchmarks/serve_load.py does).
    Ratios student / teacher: test F1 (target >= 0.97), texts/s (target >= 3), p50 latency (target <= 1/3).
+   --student RUN_DIR (with --skip_pretrain --teacher RUN_DIR) measures an existing student instead of distilling.
 
 Prints every figure; writes results.json in the run folder (--run_dir, which must be new).
 """
@@ -113,6 +115,14 @@ def command(module: str, args: list[str], log_path: str) -> float:
     return time.time() - started
 
 
+def tfner_command(title: str, module: str, config: str, overrides: list[str], log_path: str) -> float:
+    """python -m module --config configs/<config> --set ... (announced as `title`); returns wall seconds."""
+    print(f"\n=== {title}: python -m {module} --config configs/{config} "
+          f"{' '.join('--set ' + o for o in overrides)}", flush=True)
+    return command(module, ["--config", os.path.join(REPO, "configs", config),
+                            *[x for o in overrides for x in ("--set", o)]], log_path)
+
+
 def metrics_of(run_dir: str) -> dict:
     with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
         return json.load(f)
@@ -126,12 +136,13 @@ def spread(values: list[float]) -> str:
 
 
 # ---- speed -----------------------------------------------------------------------------------------------------
-def in_process_round(path: str, texts: list[str], calls: int) -> dict:
-    """One text a call through the SavedModel signature: p50/p99 latency and texts/s."""
+def in_process_round(path: str, texts: list[str], calls: int, batch_texts: int = 1) -> dict:
+    """`batch_texts` texts a call through the SavedModel signature: p50/p99 latency of a call and texts/s."""
     import tensorflow as tf
 
     signature = tf.saved_model.load(path).signatures["serving_default"]
-    encoded = [tf.constant([t.encode("utf-8")]) for t in texts]
+    encoded = [tf.constant([t.encode("utf-8") for t in texts[i : i + batch_texts]])
+               for i in range(0, len(texts) - batch_texts + 1, batch_texts)]
     for batch in encoded[:5]:
         signature(text=batch)  # outside the clock: first calls trace and warm up
     latencies = []
@@ -141,15 +152,19 @@ def in_process_round(path: str, texts: list[str], calls: int) -> dict:
         signature(text=encoded[i % len(encoded)])
         latencies.append(time.perf_counter() - began)
     elapsed = time.perf_counter() - started
-    return {"texts_per_second": calls / elapsed, "p50_ms": float(np.percentile(latencies, 50) * 1e3),
+    return {"texts_per_second": calls * batch_texts / elapsed, "p50_ms": float(np.percentile(latencies, 50) * 1e3),
             "p99_ms": float(np.percentile(latencies, 99) * 1e3)}
 
 
-def served_round(base_path: str, texts: list[str], clients: int, seconds: float, log_path: str, cpus) -> dict:
-    """python -m tfner.serve (batching off) on the server CPUs, `clients` threads on the others, one text a request."""
+def served_round(base_path: str, texts: list[str], clients: int, seconds: float, log_path: str, cpus,
+                 batching_parameters_file: str = "") -> dict:
+    """python -m tfner.serve on the server CPUs (batching off, or on with that file), `clients` threads on the
+    others, one text a request."""
     server_cpus, client_cpus = cpus
     args = ["--port", "0", "--bind_address", "127.0.0.1", "--model_name", "ner", "--model_base_path", base_path,
             "--grpc_max_workers", str(max(32, 2 * clients))]
+    if batching_parameters_file:
+        args += ["--enable_batching", "--batching_parameters_file", os.path.abspath(batching_parameters_file)]
     if client_cpus is not None:
         os.sched_setaffinity(0, client_cpus)  # this thread; the client threads started now inherit it
     try:
@@ -175,11 +190,12 @@ def speed(exports: dict, texts: list[str], args, run_dir: str) -> dict:
     for r in range(args.speed_rounds):
         order = list(exports) if r % 2 == 0 else list(exports)[::-1]
         for name in order:
-            results[name]["in_process"].append(in_process_round(exports[name]["version"], texts, args.calls))
+            results[name]["in_process"].append(in_process_round(exports[name]["version"], texts, args.calls,
+                                                                args.batch_texts))
         for name in order:
             log = os.path.join(run_dir, f"serve-{name}-{r}.log")
             results[name]["served"].append(served_round(exports[name]["base"], texts, args.clients,
-                                                        args.serve_seconds, log, cpus))
+                                                        args.serve_seconds, log, cpus, args.batching_parameters_file))
         print(f"speed round {r + 1}/{args.speed_rounds}: " + "; ".join(
             f"{name} in-process {results[name]['in_process'][-1]['texts_per_second']:.1f} texts/s p50 "
             f"{results[name]['in_process'][-1]['p50_ms']:.1f} ms, served "
@@ -205,11 +221,8 @@ def pretraining_pays(args, run_dir: str, summary: dict) -> None:
                  f"train.epochs={args.pretrain_epochs}", f"train.seed={args.pretrain_seed}"]
     if args.pretrain_steps:
         overrides.append(f"train.max_steps={args.pretrain_steps}")
-    print(f"\n=== pretraining: python -m tfner.pretrain --config configs/pretrain_resume.yaml "
-          f"{' '.join('--set ' + o for o in overrides)}", flush=True)
-    wall = command("tfner.pretrain", ["--config", os.path.join(REPO, "configs", "pretrain_resume.yaml"),
-                                      *[x for o in overrides for x in ("--set", o)]],
-                   os.path.join(run_dir, "pretrain.log"))
+    wall = tfner_command("pretraining", "tfner.pretrain", "pretrain_resume.yaml", overrides,
+                         os.path.join(run_dir, "pretrain.log"))
     pretrained = metrics_of(pretrain_dir)
     pretrained["wall_seconds"] = wall
     summary["pretrain"] = pretrained
@@ -227,11 +240,8 @@ def pretraining_pays(args, run_dir: str, summary: dict) -> None:
             name = f"{arm}-seed{seed}"
             overrides = [f"run_dir={os.path.join(run_dir, name)}", f"export.dir={os.path.join(run_dir, 'export', name)}",
                          f"train.seed={seed}", f"train.epochs={args.finetune_epochs}", *extra]
-            print(f"\n=== fine-tuning {name}: python -m tfner.train --config configs/resume_ner.yaml "
-                  f"{' '.join('--set ' + o for o in overrides)}", flush=True)
-            wall = command("tfner.train", ["--config", os.path.join(REPO, "configs", "resume_ner.yaml"),
-                                           *[x for o in overrides for x in ("--set", o)]],
-                           os.path.join(run_dir, f"{name}.log"))
+            wall = tfner_command(f"fine-tuning {name}", "tfner.train", "resume_ner.yaml", overrides,
+                                 os.path.join(run_dir, f"{name}.log"))
             m = metrics_of(os.path.join(run_dir, name))
             result = {"seed": seed, "run_dir": os.path.join(run_dir, name), "export": m["export"],
                       "best_dev_f1": m["best_dev_f1"], "test_f1": m["test"]["f1"], "steps": m["steps"],
@@ -247,16 +257,15 @@ def distillation_pays(args, run_dir: str, summary: dict) -> None:
         runs = [r for arm in summary["finetune"].values() for r in arm]
         teacher = max(runs, key=lambda r: r["best_dev_f1"])["run_dir"]
     teacher_metrics = metrics_of(teacher)
-    student_dir = os.path.join(run_dir, "student")
-    overrides = [f"run_dir={student_dir}", f"export.dir={os.path.join(run_dir, 'export', 'student')}",
-                 f"distill.teacher={teacher}", f"train.epochs={args.distill_epochs}"]
-    if args.distill_unlabelled:
-        overrides.append(f"distill.unlabelled={args.distill_unlabelled}")
-    print(f"\n=== distillation: python -m tfner.distill --config configs/distill_resume.yaml "
-          f"{' '.join('--set ' + o for o in overrides)}", flush=True)
-    wall = command("tfner.distill", ["--config", os.path.join(REPO, "configs", "distill_resume.yaml"),
-                                     *[x for o in overrides for x in ("--set", o)]],
-                   os.path.join(run_dir, "distill.log"))
+    student_dir, wall = args.student, 0.0
+    if not student_dir:
+        student_dir = os.path.join(run_dir, "student")
+        overrides = [f"run_dir={student_dir}", f"export.dir={os.path.join(run_dir, 'export', 'student')}",
+                     f"distill.teacher={teacher}", f"train.epochs={args.distill_epochs}"]
+        if args.distill_unlabelled:
+            overrides.append(f"distill.unlabelled={args.distill_unlabelled}")
+        wall = tfner_command("distillation", "tfner.distill", "distill_resume.yaml", overrides,
+                             os.path.join(run_dir, "distill.log"))
     student = metrics_of(student_dir)
     summary["distill"] = {
         "teacher": teacher, "teacher_test_f1": teacher_metrics["test"]["f1"],
@@ -268,7 +277,8 @@ def distillation_pays(args, run_dir: str, summary: dict) -> None:
     }
     print(f"student: dev F1 by epoch {', '.join(f'{x:.4f}' for x in summary['distill']['dev_f1_by_epoch'])}; test F1 "
           f"{student['test']['f1']:.4f} against the teacher's {teacher_metrics['test']['f1']:.4f} "
-          f"(x{student['test']['f1'] / teacher_metrics['test']['f1']:.3f}); {wall:.0f} s", flush=True)
+          f"(x{student['test']['f1'] / teacher_metrics['test']['f1']:.3f}); "
+          + (f"{wall:.0f} s" if not args.student else f"distilled before, in {args.student}"), flush=True)
 
     texts = read_bmes_sentences(os.path.join(args.data_dir, "resume_ner", "test.char.bmes"))
     exports = {name: {"version": path, "base": os.path.dirname(path)}
@@ -304,6 +314,9 @@ def report(summary: dict) -> str:
             values = [r[key] for r in s[name][kind]]
             return statistics.mean(values), values
 
+        a = summary["args"]
+        regimes = {"in_process": f"in-process ({a.get('batch_texts', 1)} a call)",
+                   "served": "served (batching " + ("on" if a.get("batching_parameters_file") else "off") + ")"}
         lines += ["", "distillation pays", "",
                   "| | teacher (4 layers, 256) | student (2 layers, 128) | student / teacher |", "|---|---|---|---|",
                   f"| test F1 | {d['teacher_test_f1']:.4f} | {d['student_test_f1']:.4f} | "
@@ -313,7 +326,7 @@ def report(summary: dict) -> str:
                 t, tv = pooled("teacher", kind, key)
                 st, sv = pooled("student", kind, key)
                 per_round = [b / a for a, b in zip(tv, sv)]
-                lines.append(f"| {kind.replace('_', '-')} {label} | {t:.1f} ({min(tv):.1f}-{max(tv):.1f}) | "
+                lines.append(f"| {regimes[kind]} {label} | {t:.1f} ({min(tv):.1f}-{max(tv):.1f}) | "
                              f"{st:.1f} ({min(sv):.1f}-{max(sv):.1f}) | x{st / t:.2f} (per round "
                              f"{min(per_round):.2f}-{max(per_round):.2f}) |")
         lines.append(f"\nstudent-teacher agreement on dev characters: {d['dev_agreement_before']:.4f} as initialised, "
@@ -333,16 +346,22 @@ def main(argv=None) -> int:
     parser.add_argument("--distill_epochs", type=int, default=10)
     parser.add_argument("--distill_unlabelled", default="", help="distill.unlabelled, e.g. the CLUENER train file")
     parser.add_argument("--teacher", default="", help="the teacher's run_dir (default: the best fine-tuned run)")
+    parser.add_argument("--student", default="", help="a distilled run_dir to measure instead of distilling one")
     parser.add_argument("--skip_pretrain", action="store_true", help="distillation only (needs --teacher)")
     parser.add_argument("--skip_distill", action="store_true")
     parser.add_argument("--speed_rounds", type=int, default=4)
     parser.add_argument("--calls", type=int, default=300, help="in-process calls per round and model")
+    parser.add_argument("--batch_texts", type=int, default=1, help="in-process texts per call")
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batching_parameters_file", default="",
+                        help="serve with batching on, with this file (e.g. benchmarks/demo_batching.config)")
     parser.add_argument("--serve_seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if args.skip_pretrain and not args.teacher:
         parser.error("--skip_pretrain needs --teacher RUN_DIR")
+    if args.student and not args.teacher:
+        parser.error("--student needs --teacher RUN_DIR: the pair to measure")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = os.path.abspath(args.run_dir or os.path.join(REPO, "runs", "bench", f"lifecycle-{stamp}"))
     if os.path.exists(run_dir) and os.listdir(run_dir):

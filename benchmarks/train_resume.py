@@ -34,8 +34,13 @@ dev evaluation excluded, and over the whole fit, dev evaluation included), token
 RSS. The two full runs are sequential, so on a shared machine their wall-clock rates see different loads;
 after them (--throughput_rounds, default 6) both sides' train steps run again in alternating rounds, each
 process idle while the other works, which gives the throughput ratio to quote; each round also tags the Resume
-test set once on each side, raw text to entities (tfner: the export's NerModule with confidences; peer: character
-ids, forward, argmax, spans), 32 sentences a call. --throughput_only runs just these rounds.
+test set on each side, raw text to entities (tfner: the export's NerModule with confidences; peer: character
+ids, forward, argmax, spans), 32 sentences a call, once in float32 and once in bfloat16 (tfner: the model as
+`export.precision: bfloat16` builds it; peer: the same forward under torch.autocast). --throughput_only runs just
+these rounds.
+
+`--cpu_isa avx2` caps both sides' vector kernels at AVX2 through the libraries' own variables (ISA_CAPS), for
+a look at an AVX2-only CPU from this AVX-512 one.
 
 Length buckets: tfner groups batches into 8-token buckets (tfner.data.BUCKET_WIDTH); the peer into 16, 32, 64,
 128, 192 (what both used before), or every --peer_bucket_width tokens for padding like tfner's.
@@ -165,6 +170,12 @@ def run_tfner(args) -> dict:
 TAG_BATCH = 32  # sentences per call in the tagging rounds
 
 
+def tag_precisions(args) -> tuple:
+    """float32 and bfloat16; float32 alone under --cpu_isa: TensorFlow picks oneDNN's bfloat16 kernels by the real
+    CPU's flags, and oneDNN capped below them has none (a bfloat16 MatMul then crashes the process)."""
+    return ("float32", "bfloat16") if args.cpu_isa == "native" else ("float32",)
+
+
 class TfnerSteps:
     """tfner's own train step on its own input pipeline, outside fit(): for the interleaved throughput rounds."""
 
@@ -180,19 +191,28 @@ class TfnerSteps:
         self.trainer = train_lib.Trainer(config, train_lib.load_corpus(config), strategy)
         self.step = self.trainer.make_train_step()
         self.iterator = iter(self.trainer.epoch_dataset(0, 0))
-        # Tagging as the export serves it: raw texts to entities, with the CRF's confidences.
+        # Tagging as the export serves it: raw texts to entities, with the CRF's confidences; in each precision
+        # a model built as tfner.export.load_run builds it, holding the trained model's weights.
+        from tfner.export import PRECISION_POLICIES
         from tfner.inference import NerModule
+        from tfner.model import build_tagger, dtype_policy
 
         trainer = self.trainer
-        self.module = NerModule(trainer.model, trainer.tokenizer, trainer.corpus.tag_set, trainer.max_seq_length,
-                                config.export.window_overlap)
+        self.modules = {}
+        for precision in tag_precisions(args):
+            with dtype_policy(PRECISION_POLICIES[precision]):
+                model = build_tagger(config.model, len(trainer.tokenizer.vocabulary), trainer.max_seq_length,
+                                     trainer.corpus.tag_set)
+            model.set_weights(trainer.model.get_weights())
+            self.modules[precision] = NerModule(model, trainer.tokenizer, trainer.corpus.tag_set,
+                                                trainer.max_seq_length, config.export.window_overlap)
         self.test_texts = [e.text for e in trainer.corpus.test]
         self.tf = tf
 
-    def tag(self, batch: int = TAG_BATCH) -> int:
+    def tag(self, precision: str = "float32", batch: int = TAG_BATCH) -> int:
         """One pass over the test sentences, `batch` a call; returns the sentences tagged."""
         for i in range(0, len(self.test_texts), batch):
-            self.module(self.tf.constant(self.test_texts[i : i + batch]))["num_entities"].numpy()
+            self.modules[precision](self.tf.constant(self.test_texts[i : i + batch]))["num_entities"].numpy()
         return len(self.test_texts)
 
     def run(self, steps: int) -> int:
@@ -403,15 +423,19 @@ class Peer:
             tokens += int(tag_mask.sum())
         return tokens
 
-    def tag(self, batch: int = TAG_BATCH) -> int:
+    def tag(self, precision: str = "float32", batch: int = TAG_BATCH) -> int:
         """One pass over the test sentences: characters to ids, forward, argmax, spans; returns the count."""
-        self.predict(self.test, batch)
+        self.predict(self.test, batch, precision)
         return len(self.test)
 
-    def predict(self, examples, batch=64):
+    def predict(self, examples, batch=64, precision="float32"):
+        import contextlib
+
         self.model.eval()
         spans = []
-        with self.torch.no_grad():
+        autocast = self.torch.autocast("cpu", dtype=self.torch.bfloat16) if precision == "bfloat16" \
+            else contextlib.nullcontext()
+        with self.torch.no_grad(), autocast:
             for i in range(0, len(examples), batch):
                 texts = [text for text, _ in examples[i : i + batch]]
                 token_ids, mask = self.pack([[self.ids(c) for c in text] for text in texts])
@@ -479,14 +503,15 @@ def serve_steps(args) -> None:
     """
     runner = TfnerSteps(args) if args.side == "tfner_steps" else Peer(args)
     runner.run(args.warmup_steps)
-    runner.tag()  # traces / warms the tagging path
+    for precision in tag_precisions(args):
+        runner.tag(precision)  # traces / warms the tagging path
     print("ready", flush=True)
     for line in sys.stdin:
         command = line.split()
         if not command or command[0] not in ("go", "tag"):
             break
         wall, cpu = time.perf_counter(), cpu_seconds()
-        done = runner.run(int(command[1])) if command[0] == "go" else runner.tag()
+        done = runner.run(int(command[1])) if command[0] == "go" else runner.tag(command[1])
         print(json.dumps({"tokens" if command[0] == "go" else "sentences": done,
                           "seconds": time.perf_counter() - wall, "cpu_seconds": cpu_seconds() - cpu}), flush=True)
 
@@ -496,7 +521,7 @@ def child_command(python: str, side: str, args, result_path: str = "") -> list[s
     command = [python, os.path.abspath(__file__), "--side", side, "--run_dir", args.run_dir, "--config", args.config,
                "--vocab", args.vocab, "--data_dir", args.data_dir, "--epochs", str(args.epochs),
                "--max_train_sentences", str(args.max_train_sentences), "--warmup_steps", str(args.warmup_steps),
-               "--peer_bucket_width", str(args.peer_bucket_width)]
+               "--peer_bucket_width", str(args.peer_bucket_width), "--cpu_isa", args.cpu_isa]
     if result_path:
         command += ["--result", result_path]
     for s in args.set:
@@ -507,13 +532,23 @@ def child_command(python: str, side: str, args, result_path: str = "") -> list[s
 CHILD_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p),
                  TF_CPP_MIN_LOG_LEVEL="2")
 
+# --cpu_isa avx2: both sides' vector kernels capped at AVX2, the nearest this AVX-512 machine gets to an AVX2-only
+# CPU. oneDNN (TensorFlow's matmuls and fused ops; PyTorch's bfloat16 path), MKL (PyTorch's float32 GEMMs) and
+# PyTorch's own ATen kernels each read their variable; TensorFlow's Eigen kernels are built for the wheel's
+# baseline and read none. Not the same as a different CPU: caches, clocks and memory stay this machine's.
+ISA_CAPS = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+
+
+def child_env(args) -> dict:
+    return dict(CHILD_ENV, **ISA_CAPS.get(args.cpu_isa, {}))
+
 
 def run_side(side: str, python: str, args) -> dict:
     """Trains one side in a fresh interpreter (so its peak RSS is its own); returns its result file."""
     result_path = os.path.join(args.run_dir, f"{side}.json")
     command = child_command(python, side, args, result_path)
     print(f"\n=== {side}: {' '.join(command)}", flush=True)
-    completed = subprocess.run(command, cwd=REPO, env=CHILD_ENV)
+    completed = subprocess.run(command, cwd=REPO, env=child_env(args))
     if completed.returncode:
         return {"side": side, "skipped": f"exited with status {completed.returncode} (see its output above)"}
     with open(result_path, encoding="utf-8") as f:
@@ -526,7 +561,7 @@ def interleaved_throughput(pythons: dict, args) -> dict:
     children = {}
     for side, python in pythons.items():
         command = child_command(python, f"{side}_steps", args)
-        children[side] = subprocess.Popen(command, cwd=REPO, env=CHILD_ENV, stdin=subprocess.PIPE,
+        children[side] = subprocess.Popen(command, cwd=REPO, env=child_env(args), stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, text=True)
     try:
         for side, child in children.items():  # set-up and warm-up run concurrently; they are not measured
@@ -536,17 +571,20 @@ def interleaved_throughput(pythons: dict, args) -> dict:
             else:
                 raise RuntimeError(f"{side} step server exited before it was ready")
         rounds = {side: [] for side in children}
-        tag_rounds = {side: [] for side in children}
+        precisions = tag_precisions(args)
+        tag_rounds = {precision: {side: [] for side in children} for precision in precisions}
+        commands = [(f"go {args.throughput_steps}", rounds)] + [(f"tag {p}", tag_rounds[p]) for p in precisions]
         for r in range(args.throughput_rounds):
             order = list(children) if r % 2 == 0 else list(children)[::-1]
             for side in order:
-                for command, results in ((f"go {args.throughput_steps}", rounds), ("tag", tag_rounds)):
+                for command, results in commands:
                     children[side].stdin.write(command + "\n")
                     children[side].stdin.flush()
                     results[side].append(json.loads(children[side].stdout.readline()))
             print(f"throughput round {r + 1}/{args.throughput_rounds}: " + ", ".join(
-                f"{side} {rounds[side][-1]['tokens'] / rounds[side][-1]['seconds']:.0f} tokens/s, "
-                f"{tag_rounds[side][-1]['sentences'] / tag_rounds[side][-1]['seconds']:.0f} sentences/s tagged"
+                f"{side} {rounds[side][-1]['tokens'] / rounds[side][-1]['seconds']:.0f} tokens/s, sentences/s tagged "
+                + " / ".join(f"{tag_rounds[p][side][-1]['sentences'] / tag_rounds[p][side][-1]['seconds']:.0f}"
+                             for p in precisions) + f" ({' / '.join(precisions)})"
                 for side in children), flush=True)
     finally:
         for child in children.values():
@@ -560,17 +598,23 @@ def interleaved_throughput(pythons: dict, args) -> dict:
             "tokens_per_second": tokens / sum(m["seconds"] for m in measured),
             "tokens_per_cpu_second": tokens / sum(m["cpu_seconds"] for m in measured),
             "per_round_tokens_per_second": [m["tokens"] / m["seconds"] for m in measured],
-            "tag_sentences_per_second": sum(m["sentences"] for m in tag_rounds[side])
-            / sum(m["seconds"] for m in tag_rounds[side]),
         }
+        for p in precisions:
+            tagged = tag_rounds[p][side]
+            summary[side][f"tag_sentences_per_second_{p}"] = \
+                sum(m["sentences"] for m in tagged) / sum(m["seconds"] for m in tagged)
     if len(rounds) == 2:
-        a, b = (rounds[side] for side in children)
-        ratios = sorted((x["tokens"] / x["seconds"]) / (y["tokens"] / y["seconds"]) for x, y in zip(a, b))
-        summary["median_round_ratio"] = ratios[len(ratios) // 2]
-        a, b = (tag_rounds[side] for side in children)
-        ratios = sorted((x["sentences"] / x["seconds"]) / (y["sentences"] / y["seconds"]) for x, y in zip(a, b))
-        summary["median_tag_round_ratio"] = ratios[len(ratios) // 2]
+        def median_ratio(a, b, count):
+            ratios = sorted((x[count] / x["seconds"]) / (y[count] / y["seconds"]) for x, y in zip(a, b))
+            return ratios[len(ratios) // 2]
+
+        tfner, peer = children
+        summary["median_round_ratio"] = median_ratio(rounds[tfner], rounds[peer], "tokens")
+        for p in precisions:
+            summary[f"median_tag_round_ratio_{p}"] = median_ratio(tag_rounds[p][tfner], tag_rounds[p][peer],
+                                                                  "sentences")
     summary["rounds"], summary["steps_per_round"] = args.throughput_rounds, args.throughput_steps
+    summary["tag_precisions"] = precisions
     return summary
 
 
@@ -622,14 +666,20 @@ def report(results: list[dict], throughput: dict | None) -> str:
                   "| | " + " | ".join(sides) + " |", "|---|" + "---|" * len(sides),
                   "| tokens/s | " + " | ".join(f"{throughput[k]['tokens_per_second']:.0f}" for k in sides) + " |",
                   "| tokens per CPU-second | " + " | ".join(f"{throughput[k]['tokens_per_cpu_second']:.0f}"
-                                                       for k in sides) + " |",
-                  f"| Resume test tagged, sentences/s ({TAG_BATCH} a call) | "
-                  + " | ".join(f"{throughput[k]['tag_sentences_per_second']:.0f}" for k in sides) + " |"]
+                                                       for k in sides) + " |"]
+        lines += [f"| Resume test tagged, sentences/s ({TAG_BATCH} a call), {p} | "
+                  + " | ".join(f"{throughput[k][f'tag_sentences_per_second_{p}']:.0f}" for k in sides) + " |"
+                  for p in throughput["tag_precisions"]]
         if "median_round_ratio" in throughput:
-            lines += ["", f"tfner / peer tokens/s: x{throughput['tfner']['tokens_per_second'] / throughput['peer']['tokens_per_second']:.2f} "
-                          f"pooled, x{throughput['median_round_ratio']:.2f} median of per-round ratios",
-                      f"tfner / peer sentences/s tagged: x{throughput['tfner']['tag_sentences_per_second'] / throughput['peer']['tag_sentences_per_second']:.2f} "
-                      f"pooled, x{throughput['median_tag_round_ratio']:.2f} median of per-round ratios"]
+            tfner, peer = throughput["tfner"], throughput["peer"]
+            lines += ["", f"tfner / peer tokens/s: x{tfner['tokens_per_second'] / peer['tokens_per_second']:.2f} "
+                          f"pooled, x{throughput['median_round_ratio']:.2f} median of per-round ratios"]
+            lines += [f"tfner / peer sentences/s tagged, both {p}: x{tfner[f'tag_sentences_per_second_{p}'] / peer[f'tag_sentences_per_second_{p}']:.2f} "
+                      f"pooled, x{throughput[f'median_tag_round_ratio_{p}']:.2f} median of per-round ratios"
+                      for p in throughput["tag_precisions"]]
+            if "bfloat16" in throughput["tag_precisions"]:
+                lines.append(f"tfner bfloat16 / peer float32 sentences/s tagged: x"
+                             f"{tfner['tag_sentences_per_second_bfloat16'] / peer['tag_sentences_per_second_float32']:.2f} pooled")
     return "\n".join(lines)
 
 
@@ -656,6 +706,8 @@ def main(argv=None) -> int:
                         help="interleaved rounds of train steps after training (0 = none)")
     parser.add_argument("--throughput_steps", type=int, default=15, help="train steps per side per round")
     parser.add_argument("--warmup_steps", type=int, default=5, help="unmeasured steps before the rounds")
+    parser.add_argument("--cpu_isa", choices=("native", *ISA_CAPS), default="native",
+                        help="cap both sides' vector kernels (avx2: as on a CPU without AVX-512; see ISA_CAPS)")
     parser.add_argument("--output", help="also write all results as JSON here")
     parser.add_argument("--side", choices=("tfner", "peer", "tfner_steps", "peer_steps"), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -687,7 +739,8 @@ def main(argv=None) -> int:
         # A run_dir with checkpoints would resume instead of training: refuse rather than time a resume.
         raise SystemExit(f"{args.run_dir} is not empty; give a new --run_dir (a reused one would resume training)")
     os.makedirs(args.run_dir, exist_ok=True)
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; run_dir {args.run_dir}")
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; kernels capped at: {args.cpu_isa}; "
+          f"run_dir {args.run_dir}")
     results, pythons = [], {}
     if args.throughput_only:
         args.skip_tfner = args.skip_peer = True
@@ -713,9 +766,11 @@ def main(argv=None) -> int:
         print("\n=== interleaved throughput", flush=True)
         throughput = interleaved_throughput(pythons, args)
     table = report(results, throughput)
-    print(f"\n== results ({datetime.date.today().isoformat()}, {os.cpu_count()} CPUs) ==\n" + table)
+    print(f"\n== results ({datetime.date.today().isoformat()}, {os.cpu_count()} CPUs, kernels: {args.cpu_isa}) ==\n"
+          + table)
     with open(os.path.join(args.run_dir, "results.json"), "w", encoding="utf-8") as f:
-        json.dump({"date": datetime.date.today().isoformat(), "sides": results, "interleaved": throughput}, f, indent=2)
+        json.dump({"date": datetime.date.today().isoformat(), "cpu_isa": args.cpu_isa, "sides": results,
+                   "interleaved": throughput}, f, indent=2)
     if args.output:
         shutil.copy(os.path.join(args.run_dir, "results.json"), args.output)
     return 0

@@ -205,7 +205,8 @@ def distill(config: Config, strategy: tf.distribute.Strategy | None = None) -> d
     _, tag_set = read_teacher(config)
     corpus = load_distill_corpus(config, tag_set)
     with strategy.scope():
-        teacher = export_lib.load_run(config.distill.teacher)
+        # float32 soft targets, whatever the teacher's export.precision or the student's training policy.
+        teacher = export_lib.load_run(config.distill.teacher, precision="float32")
     extra = list(unlabelled.iter_documents(config.distill.unlabelled, config.distill.text_field)) \
         if config.distill.unlabelled else []
     return run(DistillTrainer(config, corpus, strategy, teacher, extra))

@@ -29,7 +29,7 @@ import tensorflow as tf
 from tfner.config import load_config
 from tfner.inference import NerModule
 from tfner.labels import TagSet
-from tfner.model import build_tagger, load_backbone_config
+from tfner.model import build_tagger, dtype_policy, load_backbone_config
 from tfner.tokenizer import CharTokenizer, read_vocabulary
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,22 @@ WARMUP_TEXTS = [
     "2023年，李明担任浙江省杭州市某科技有限公司董事长兼总经理，主持公司全面工作。" * 4,
 ]
 
+# export.precision -> the Keras dtype policy the model is rebuilt under. mixed_bfloat16 keeps the variables
+# (so the SavedModel) float32 and casts them for each product; tfner.encoder runs every projection and
+# attention product in bfloat16, LayerNorm and the CRF stay float32 (Keras and tfner.crf upcast).
+PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
-def load_run(run_dir: str) -> NerModule:
-    """Rebuilds the NerModule of a run from its config, vocab, labels and best weights."""
+
+def load_run(run_dir: str, precision: str | None = None) -> NerModule:
+    """Rebuilds the NerModule of a run from its config, vocab, labels and best weights.
+
+    precision: "float32" or "bfloat16"; default the run's export.precision. It, not the policy the process
+    happens to run under (a mixed-precision training run exports at the end), sets what the model computes in.
+    """
     config = load_config(os.path.join(run_dir, "config.yaml"))
+    precision = precision or config.export.precision
+    if precision not in PRECISION_POLICIES:
+        raise ValueError(f"precision must be one of {sorted(PRECISION_POLICIES)}, got {precision!r}")
     with open(os.path.join(run_dir, "labels.txt"), encoding="utf-8") as f:
         tag_set = TagSet(f.read().split())
     vocabulary = read_vocabulary(os.path.join(run_dir, "vocab.txt"))
@@ -55,8 +67,9 @@ def load_run(run_dir: str) -> NerModule:
     # backbone.json holds the architecture (class, so the GELU variant, and shape), so a fine-tuned run
     # exports without the checkpoint it started from. Runs written before it existed rebuild from the config.
     backbone_file = os.path.join(run_dir, "backbone.json")
-    backbone = load_backbone_config(backbone_file) if os.path.exists(backbone_file) else None
-    model = build_tagger(config.model, len(vocabulary), config.data.max_seq_length, tag_set, backbone=backbone)
+    with dtype_policy(PRECISION_POLICIES[precision]):
+        backbone = load_backbone_config(backbone_file) if os.path.exists(backbone_file) else None
+        model = build_tagger(config.model, len(vocabulary), config.data.max_seq_length, tag_set, backbone=backbone)
     tf.train.Checkpoint(model=model).read(best).assert_existing_objects_matched().expect_partial()
     tokenizer = CharTokenizer(vocabulary, config.data.lowercase)
     return NerModule(model, tokenizer, tag_set, config.data.max_seq_length, config.export.window_overlap)
@@ -147,8 +160,8 @@ def run_digest(run_dir: str) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def find_export(base_dir: str, digest: str) -> str | None:
-    """The newest version under base_dir exported from a run of this digest (assets/source.json), if any."""
+def find_export(base_dir: str, digest: str, precision: str = "float32") -> str | None:
+    """The newest version under base_dir exported from a run of this digest at this precision, if any."""
     if not tf.io.gfile.isdir(base_dir):
         return None
     versions = sorted((int(n.rstrip("/")) for n in tf.io.gfile.listdir(base_dir) if n.rstrip("/").isdigit()),
@@ -157,13 +170,16 @@ def find_export(base_dir: str, digest: str) -> str | None:
         path = os.path.join(base_dir, str(version), "assets", "source.json")
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path) as f:
-                if json.load(f).get("digest") == digest:
+                source = json.load(f)
+                if source.get("digest") == digest and source.get("precision", "float32") == precision:
                     return os.path.join(base_dir, str(version))
     return None
 
 
-def export_run(run_dir: str, out: str | None = None, reuse: bool = False) -> str:
+def export_run(run_dir: str, out: str | None = None, reuse: bool = False, precision: str | None = None) -> str:
     """Exports a run's best model to `out` (default: the run's export.dir) as the next version.
+
+    precision: "float32" or "bfloat16" (see load_run); default the run's export.precision.
 
     With reuse, a version already exported from the very same run files (see run_digest) is returned
     instead of writing another: tfner.train uses it, so a run killed after its export and run again ends
@@ -171,19 +187,23 @@ def export_run(run_dir: str, out: str | None = None, reuse: bool = False) -> str
     """
     config = load_config(os.path.join(run_dir, "config.yaml"))
     base_dir = out or config.export_dir
-    source = {"run_dir": os.path.abspath(run_dir), "digest": run_digest(run_dir)}
+    precision = precision or config.export.precision
+    source = {"run_dir": os.path.abspath(run_dir), "digest": run_digest(run_dir), "precision": precision}
     if reuse:
-        existing = find_export(base_dir, source["digest"])
+        existing = find_export(base_dir, source["digest"], precision)
         if existing:
             log.info("%s was exported from these very weights already; not exporting again", existing)
             return existing
-    return export_module(load_run(run_dir), base_dir, config.export.model_name, source=source)
+    return export_module(load_run(run_dir, precision), base_dir, config.export.model_name, source=source)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfner.export", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, help="the run_dir of a training run")
     parser.add_argument("--out", help="export base folder (default: the run's export.dir, export/<model_name>)")
+    parser.add_argument("--precision", choices=sorted(PRECISION_POLICIES),
+                        help="what the encoder computes in (default: the run's export.precision, float32); bfloat16 "
+                             "serves batches faster on CPUs with AMX or AVX512_BF16 and slower on others")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not tf.io.gfile.exists(os.path.join(args.run, "config.yaml")):
@@ -191,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
               "training run (python -m tfner.train writes it)", file=sys.stderr)
         return 2
     try:
-        print(export_run(args.run, args.out))
+        print(export_run(args.run, args.out, precision=args.precision))
     except (OSError, ValueError) as e:  # no best/ yet, a config or checkpoint that does not load
         print(f"tfner.export: {e}", file=sys.stderr)
         return 2

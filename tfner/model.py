@@ -4,6 +4,7 @@
 serves training (loss), evaluation and the export (decode).
 """
 
+import contextlib
 import json
 import os
 
@@ -130,9 +131,24 @@ def load_backbone_config(path: str) -> keras_hub.models.BertBackbone:
     """A fresh backbone of the class and shape save_backbone_config wrote, at the current dtype policy."""
     with open(path, encoding="utf-8") as f:
         serialized = json.load(f)
-    # The dtype policy is the process's choice (an export is float32 even when training was mixed).
+    # The dtype policy is the caller's choice: tfner.export.load_run builds under export.precision's.
     serialized["config"].pop("dtype", None)
     return keras.saving.deserialize_keras_object(serialized)
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Layers built inside compute under the Keras dtype policy `name` ("float32", "mixed_bfloat16", ...).
+
+    Keras layers take the global policy when they are built, so an export can pick its precision whatever
+    policy the process trained under; the previous policy is restored on the way out.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def build_tagger(config: ModelConfig, vocabulary_size: int, max_seq_length: int, tag_set,
