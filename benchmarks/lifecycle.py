@@ -25,7 +25,8 @@ Distillation pays:
    --serve_seconds; batching off, or on with --batching_parameters_file; the server pinned to one CPU, the
    clients to the other, as benchmarks/serve_load.py does).
    Ratios student / teacher: test F1 (target >= 0.97), texts/s (target >= 3), p50 latency (target <= 1/3).
-   --student RUN_DIR (with --skip_pretrain --teacher RUN_DIR) measures an existing student instead of distilling.
+   --student RUN_DIR (with --skip_pretrain --teacher RUN_DIR) measures an existing student instead of distilling;
+   both runs are exported again first, so the exports timed are this code's.
 
 Prints every figure; writes results.json in the run folder (--run_dir, which must be new).
 """
@@ -281,8 +282,13 @@ def distillation_pays(args, run_dir: str, summary: dict) -> None:
           + (f"{wall:.0f} s" if not args.student else f"distilled before, in {args.student}"), flush=True)
 
     texts = read_bmes_sentences(os.path.join(args.data_dir, "resume_ner", "test.char.bmes"))
-    exports = {name: {"version": path, "base": os.path.dirname(path)}
-               for name, path in (("teacher", teacher_metrics["export"]), ("student", student["export"]))}
+    paths = {"teacher": teacher_metrics["export"], "student": student["export"]}
+    if args.student:  # runs made by other code: export both again, so what is timed is this code's export
+        for name, source in (("teacher", teacher), ("student", student_dir)):
+            base = os.path.join(run_dir, "export", f"{name}-now")
+            command("tfner.export", ["--run", source, "--out", base], os.path.join(run_dir, f"export-{name}.log"))
+            paths[name] = os.path.join(base, "1")
+    exports = {name: {"version": path, "base": os.path.dirname(path)} for name, path in paths.items()}
     print("\n=== speed (interleaved rounds)", flush=True)
     summary["speed"] = speed(exports, texts, args, run_dir)
 

@@ -205,7 +205,8 @@ class TfnerSteps:
                                      trainer.corpus.tag_set)
             model.set_weights(trainer.model.get_weights())
             self.modules[precision] = NerModule(model, trainer.tokenizer, trainer.corpus.tag_set,
-                                                trainer.max_seq_length, config.export.window_overlap)
+                                                trainer.max_seq_length, config.export.window_overlap,
+                                                group_windows=config.export.group_windows)
         self.test_texts = [e.text for e in trainer.corpus.test]
         self.tf = tf
 

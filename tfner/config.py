@@ -86,6 +86,9 @@ class ExportConfig:
     dir: str = ""  # versions go to <dir>/<N>/; "" = export/<model_name>
     model_name: str = "ner"
     window_overlap: int = 32  # characters shared by consecutive windows of a long text
+    # Windows per model call inside the signature, shortest first, each call padded to its own longest window:
+    # mixed-length batches waste less on padding. 0 = every window in one call (wide products, e.g. GPUs).
+    group_windows: int = 8
     enabled: bool = True  # export the best checkpoint at the end of training
     # float32 | bfloat16: the encoder's matrix products in bfloat16 (weights stay float32, the CRF float32).
     # Faster batched serving on CPUs with AMX or AVX512_BF16; slower on CPUs without them (README, "Precision").
@@ -158,6 +161,7 @@ _RANGES = {
     "model.num_heads": (lambda v: v >= 1, ">= 1"),
     "model.intermediate_dim": (lambda v: v >= 1, ">= 1"),
     "model.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "export.group_windows": (lambda v: v >= 0, ">= 0 (0 = one call)"),
     "train.epochs": (lambda v: v >= 1, ">= 1"),
     "train.batch_size": (lambda v: v >= 1, ">= 1"),
     "train.learning_rate": (lambda v: v > 0, "> 0"),

@@ -133,7 +133,8 @@ class DistillTrainer(Trainer):
         self.teacher.trainable = False
         super().__init__(config, corpus, strategy)
         self.teacher_inference = NerModule(self.teacher, teacher.tokenizer, corpus.tag_set, teacher.max_seq_length,
-                                           teacher.window - teacher.stride, with_confidence=False)
+                                           teacher.window - teacher.stride, with_confidence=False,
+                                           group_windows=teacher.group_windows)
         examples = data.split_long([data.Example(text) for text in extra_texts], self.max_seq_length - 2)
         self.extra_source = data.examples_dataset(examples, corpus.tag_set) if examples else None
 

@@ -72,7 +72,8 @@ def load_run(run_dir: str, precision: str | None = None) -> NerModule:
         model = build_tagger(config.model, len(vocabulary), config.data.max_seq_length, tag_set, backbone=backbone)
     tf.train.Checkpoint(model=model).read(best).assert_existing_objects_matched().expect_partial()
     tokenizer = CharTokenizer(vocabulary, config.data.lowercase)
-    return NerModule(model, tokenizer, tag_set, config.data.max_seq_length, config.export.window_overlap)
+    return NerModule(model, tokenizer, tag_set, config.data.max_seq_length, config.export.window_overlap,
+                     group_windows=config.export.group_windows)
 
 
 def next_version(base_dir: str) -> int:

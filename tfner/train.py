@@ -289,7 +289,7 @@ class Trainer(TrainingLoop):
         # Dev scoring runs the export's own function; only the entity scores, which F1 ignores, are skipped.
         self.inference = NerModule(
             self.model, self.tokenizer, corpus.tag_set, self.max_seq_length, config.export.window_overlap,
-            with_confidence=False,
+            with_confidence=False, group_windows=config.export.group_windows,
         )
         # Encoded once: every epoch reshuffles the same dataset (overlap warnings are logged once, too).
         self.train_source = (
