@@ -33,8 +33,8 @@ SUBPROCESS_ENV["PYTHONPATH"] = os.pathsep.join(
 def session_tempdir(tmp_path_factory):
     """The temp dir of this process and its children, inside pytest's own folder for the session.
 
-    Beam's job server and worker processes (tfner.tag's tests) leave empty folders in the temp dir that they
-    never remove; pytest prunes its folders, keeping the last three sessions.
+    Whatever the tests and the servers, trainers and Beam workers they start leave in the temp dir stays there;
+    pytest prunes its folders, keeping the last three sessions.
     """
     scratch = str(tmp_path_factory.mktemp("tempdir"))
     saved = tempfile.tempdir, os.environ.get("TMPDIR")

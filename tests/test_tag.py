@@ -9,6 +9,7 @@ import glob
 import gzip
 import json
 import os
+import tempfile
 
 import pytest
 
@@ -174,10 +175,16 @@ def test_ids_sources_and_passed_through_fields(corpus, single):
 
 
 @pytest.mark.slow
-def test_two_worker_processes_give_the_same_output(corpus, model, single, tmp_path):
+def test_two_worker_processes_give_the_same_output(corpus, model, single, tmp_path, monkeypatch):
+    # The worker processes and Beam's job server make scratch folders in the temp dir; none may outlive the run.
+    temp_dir = tmp_path / "temp"
+    temp_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_dir))
+    monkeypatch.setenv("TMPDIR", str(temp_dir))
     multi = run_tag(corpus, model, str(tmp_path / "part"),
                     "--runner", "DirectRunner", "--direct_num_workers", "2", "--direct_running_mode", "multi_processing",
                     "--num_shards", "3")
+    assert os.listdir(temp_dir) == []
 
     def keyed(run):
         return {(d["source"], d["id"]): d for d in run["documents"]}

@@ -19,9 +19,13 @@ here, so every worker tags with the same one.
 """
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
@@ -305,6 +309,27 @@ def check_paths(args: argparse.Namespace) -> None:
                                   "remove the earlier outputs or choose another prefix")
 
 
+@contextlib.contextmanager
+def beam_scratch_dir():
+    """Points the temp dir of this process and its children at a folder of ours, and removes it afterwards.
+
+    Beam's local runners (the DirectRunner, its worker processes, Prism's job server) create folders with
+    `tempfile` and leave some behind, empty, in the user's temp dir on every run.
+    """
+    scratch = tempfile.mkdtemp(prefix="tfner-tag-")
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = scratch
+    try:
+        yield scratch
+    finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def run(argv: list[str] | None = None) -> dict:
     """Parses, checks, runs the pipeline to the end and writes PREFIX-summary.json; returns the summary."""
     args, options = parse_args(argv)
@@ -312,10 +337,11 @@ def run(argv: list[str] | None = None) -> dict:
     model_path = resolve_version(args.model)
     log.info("tfner.tag: model %s, input %s, output %s", model_path, " ".join(args.input), args.output)
     started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, args, model_path)
-    result = pipeline.run()
-    result.wait_until_finish()
+    with beam_scratch_dir():
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, args, model_path)
+        result = pipeline.run()
+        result.wait_until_finish()
     summary = summarize(
         read_counters(result), time.monotonic() - started,
         model=model_path, input=args.input, output=args.output,

@@ -109,8 +109,8 @@ class PredictionServicer(_Servicer, prediction_service_pb2_grpc.PredictionServic
             response.model_spec.version.value = servable.version
             response.model_spec.signature_name = signature.name
             for key, value in outputs.items():
-                proto = tensor_protos.from_numpy(value)
-                response.outputs[key].CopyFrom(proto if proto is not None else tf.make_tensor_proto(value))
+                if tensor_protos.from_numpy(value, response.outputs[key]) is None:
+                    response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
             return response
 
         return self._handle("Predict", request, context, work)

@@ -13,6 +13,7 @@ The client imports this module too, so it needs numpy and the protos only.
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.framework import types_pb2
 
 # DataType enum <-> little-endian numpy dtype, for the packed encodings.
@@ -58,19 +59,27 @@ def to_numpy(proto):
     return values.astype(dtype.newbyteorder("=")).reshape(shape)
 
 
-def from_numpy(array):
-    """np.ndarray of bytes/str or a numeric dtype -> TensorProto, or None for other dtypes."""
-    proto = tensor_pb2.TensorProto()
-    for size in array.shape:
-        proto.tensor_shape.dim.add(size=size)
+def from_numpy(array, proto=None):
+    """np.ndarray of bytes/str or a numeric dtype -> TensorProto, or None for other dtypes.
+
+    Fills `proto` (an empty TensorProto, e.g. a response's map entry, which spares a copy) when given.
+    """
     if array.dtype == object or array.dtype.kind in "SU":
-        proto.dtype = types_pb2.DT_STRING
-        proto.string_val.extend(v.encode("utf-8") if isinstance(v, str) else bytes(v)
-                                for v in array.reshape(-1).tolist())
+        dtype = types_pb2.DT_STRING
+    else:
+        dtype = _ENUM_OF.get(array.dtype.newbyteorder("="))
+        if dtype is None:
+            return None
+    proto = tensor_pb2.TensorProto() if proto is None else proto
+    proto.dtype = dtype
+    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape)
+    if dtype != types_pb2.DT_STRING:
+        proto.tensor_content = np.ascontiguousarray(array, dtype=_NUMERIC[dtype]).tobytes()
         return proto
-    enum = _ENUM_OF.get(array.dtype.newbyteorder("="))
-    if enum is None:
-        return None
-    proto.dtype = enum
-    proto.tensor_content = np.ascontiguousarray(array, dtype=_NUMERIC[enum]).tobytes()
+    values = array.reshape(-1).tolist()
+    try:
+        proto.string_val.extend(values)  # the signature's outputs: bytes already, no per-value Python
+    except TypeError:  # str among them (or numpy scalars): encode one by one
+        del proto.string_val[:]
+        proto.string_val.extend(v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values)
     return proto
