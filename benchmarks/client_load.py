@@ -10,6 +10,10 @@ sentences, one text per call), interleaved: every round runs every client once p
 table reports the median over rounds. The clients run one at a time, so they never compete with each other.
 Each prints one JSON line; this script collects them. Traffic goes to 127.0.0.1 only and every run is
 bounded by --requests.
+
+CPU layout (--cpus), as in serve_load.py: with `split` (the default on 2+ CPUs) the server gets the first half
+of this process's CPUs and the clients the other half, so a client's own CPU does not come out of the
+server's; `shared` lets both use every CPU.
 """
 
 import argparse
@@ -54,14 +58,29 @@ def resume_texts(limit):
     return [e.text for e in read_examples(os.path.join(SHARED_DATA, "resume_ner", "test.char.bmes"))][:limit]
 
 
-def start_server(model_base_path, log_path):
+def cpu_layout(choice):
+    """(server CPUs, client CPUs) as sets, or (None, None) for no pinning."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if choice == "shared" or len(cpus) < 2:
+        return None, None
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
+
+
+def pinned(cpus):
+    """A preexec_fn that pins the child to `cpus`, or None."""
+    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+
+
+def start_server(model_base_path, log_path, cpus=None):
     batching = os.path.join(REPO_ROOT, "benchmarks", "demo_batching.config")
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "tfner.serve", "--port", "0", "--bind_address", "127.0.0.1",
          "--model_name", "ner", "--model_base_path", model_base_path,
          "--enable_batching", "--batching_parameters_file", batching],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        preexec_fn=pinned(cpus))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         with open(log_path, "rb") as f:
@@ -85,7 +104,10 @@ def main(argv=None):
     p.add_argument("--texts", type=int, default=477, help="Resume test sentences to cycle through.")
     p.add_argument("--light_python", default=os.environ.get("TFNER_LIGHT_PYTHON", sys.executable),
                    help="Python of a venv with tfner-client (the light client); default this one.")
+    p.add_argument("--cpus", choices=("split", "shared"), default="split",
+                   help="split: server on one half of the CPUs, clients on the other (default); shared: no pinning.")
     args = p.parse_args(argv)
+    server_cpus, client_cpus = cpu_layout(args.cpus)
 
     clients = args.clients.split(",")
     commands = client_commands(args.light_python)
@@ -98,7 +120,8 @@ def main(argv=None):
         texts_file = os.path.join(scratch, "texts.txt")
         with open(texts_file, "w", encoding="utf-8") as f:
             f.write("\n".join(resume_texts(args.texts)) + "\n")
-        server, target = start_server(os.path.abspath(args.model_base_path), os.path.join(scratch, "serve.log"))
+        server, target = start_server(os.path.abspath(args.model_base_path), os.path.join(scratch, "serve.log"),
+                                      server_cpus)
         rows = {}
         try:
             for round_ in range(args.rounds):
@@ -106,7 +129,8 @@ def main(argv=None):
                     for name in clients:
                         _, cwd, prefix = commands[name]
                         out = subprocess.run(prefix + bench_flags(name, target, texts_file, concurrency, args.requests),
-                                             cwd=cwd, capture_output=True, text=True, timeout=1800)
+                                             cwd=cwd, capture_output=True, text=True, timeout=1800,
+                                             preexec_fn=pinned(client_cpus))
                         lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
                         if out.returncode != 0 or not lines:
                             raise RuntimeError(f"{name} bench failed ({out.returncode}):\n{out.stderr[-2000:]}")
@@ -118,8 +142,10 @@ def main(argv=None):
 
     cpu = open("/proc/cpuinfo").read()
     model = re.search(r"model name\s*:\s*(.*)", cpu)
-    print(f"# {model.group(1) if model else 'unknown CPU'}, {os.cpu_count()} CPUs; {args.requests} calls of one "
-          f"text per run, median of {args.rounds} interleaved rounds")
+    layout = ("server and clients on every CPU" if server_cpus is None else
+              f"server on CPU {sorted(server_cpus)}, clients on CPU {sorted(client_cpus)}")
+    print(f"# {model.group(1) if model else 'unknown CPU'}, {os.cpu_count()} CPUs ({layout}); {args.requests} calls "
+          f"of one text per run, median of {args.rounds} interleaved rounds")
     print("client,concurrency,texts_per_s,p50_ms,p99_ms,cpu_ms_per_request,errors")
     for (name, concurrency), runs in rows.items():
         def med(key):

@@ -35,6 +35,27 @@ def test_serve_load_runs_both_modes_and_reports_merging(tmp_path, export_factory
     assert "tfner.serve, 2 text(s)/request, batching on" in rows
 
 
+def test_client_load_reports_every_concurrency_with_the_server_and_clients_pinned_apart(tmp_path, export_factory):
+    """The Python client's bench mode (the other languages' run in tests/test_clients.py) through the script."""
+    base = str(tmp_path / "ner")
+    export_factory(base, 1)
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "client_load.py"), "--model_base_path", base,
+         "--clients", "python", "--concurrency", "1,4", "--requests", "12", "--rounds", "2", "--texts", "20"],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, columns, *rows = result.stdout.strip().splitlines()
+    cpus = sorted(os.sched_getaffinity(0))
+    assert ("server on CPU" in header) == (len(cpus) >= 2), header
+    assert columns == "client,concurrency,texts_per_s,p50_ms,p99_ms,cpu_ms_per_request,errors"
+    table = {tuple(row.split(",")[:2]): [float(v) for v in row.split(",")[2:]] for row in rows}
+    assert table.keys() == {("python", "1"), ("python", "4")}, result.stdout
+    for texts_per_s, p50, p99, cpu_ms, errors in table.values():
+        assert texts_per_s > 0 and 0 < p50 <= p99 and cpu_ms > 0 and errors == 0, result.stdout
+
+
 def run_crf_decode(*args):
     return subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", "crf_decode.py"), "--cases", "1x5,3x9", "--rounds", "2",
