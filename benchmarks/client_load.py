@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from serve_load import cpu_layout  # the same split as serve_load.py (this folder is on sys.path)
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENTS_DIR = os.path.join(REPO_ROOT, "serving", "clients")
 SHARED_DATA = os.environ.get("TFNER_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
@@ -56,15 +58,6 @@ def resume_texts(limit):
     from tfner.data import read_examples
 
     return [e.text for e in read_examples(os.path.join(SHARED_DATA, "resume_ner", "test.char.bmes"))][:limit]
-
-
-def cpu_layout(choice):
-    """(server CPUs, client CPUs) as sets, or (None, None) for no pinning."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if choice == "shared" or len(cpus) < 2:
-        return None, None
-    half = len(cpus) // 2
-    return set(cpus[:half]), set(cpus[half:])
 
 
 def pinned(cpus):
