@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from serve_load import cpu_layout  # the same split as serve_load.py (this folder is on sys.path)
+from serve_load import cpu_layout, pinned  # the same split as serve_load.py (this folder is on sys.path)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENTS_DIR = os.path.join(REPO_ROOT, "serving", "clients")
@@ -58,11 +58,6 @@ def resume_texts(limit):
     from tfner.data import read_examples
 
     return [e.text for e in read_examples(os.path.join(SHARED_DATA, "resume_ner", "test.char.bmes"))][:limit]
-
-
-def pinned(cpus):
-    """A preexec_fn that pins the child to `cpus`, or None."""
-    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
 
 
 def start_server(model_base_path, log_path, cpus=None):

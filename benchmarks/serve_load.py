@@ -98,6 +98,11 @@ def cpu_layout(choice):
     return set(cpus[:half]), set(cpus[half:])
 
 
+def pinned(cpus):
+    """A subprocess preexec_fn that pins the child to `cpus`, or None for no pinning."""
+    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+
+
 # --------------------------------------------------------------------------
 # against the server
 # --------------------------------------------------------------------------
@@ -113,9 +118,8 @@ def free_port():
 def running_server(args, log_path, cpus=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
-    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tfner.serve", *args], preexec_fn=pin,
+        proc = subprocess.Popen([sys.executable, "-m", "tfner.serve", *args], preexec_fn=pinned(cpus),
                                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
     try:
         deadline = time.monotonic() + 120

@@ -108,7 +108,7 @@ class NerModule(tf.Module):
         depend on its group. G = 0 runs all windows in one call (wider matrix products, e.g. for GPUs).
         """
         lengths = tf.cast(window_tokens.row_lengths(), tf.int32)
-        width = tf.reduce_max(tf.concat([[0], lengths], axis=0)) + 1
+        width = _longest(lengths) + 1
         if not self.group_windows:
             return self._tag_group(window_tokens, width)
         order = tf.argsort(lengths, stable=True)
@@ -129,8 +129,7 @@ class NerModule(tf.Module):
 
     def _tag_group(self, windows: tf.RaggedTensor, width: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One model call over [G, (n)] windows, padded to their longest; tags and confidences [G, width]."""
-        longest = tf.reduce_max(tf.concat([[0], tf.cast(windows.row_lengths(), tf.int32)], axis=0))
-        features = self.tokenizer.pack(windows, longest + 2)
+        features = self.tokenizer.pack(windows, _longest(tf.cast(windows.row_lengths(), tf.int32)) + 2)
         emissions = self.model(features, training=False)
         tags, confidence = self.model.decode(emissions, character_mask(features["padding_mask"]), self.with_confidence)
         pad = [[0, 0], [0, width - tf.shape(tags)[1]]]
@@ -216,3 +215,8 @@ class NerModule(tf.Module):
             "entity_scores": pad(score, 0.0),
             "tags": tags.with_flat_values(tf.gather(self._tag_names, flat)).to_tensor(""),
         }
+
+
+def _longest(lengths: tf.Tensor) -> tf.Tensor:
+    """The largest of int32 [N] lengths; 0 for an empty batch (reduce_max alone would give INT_MIN)."""
+    return tf.reduce_max(tf.concat([[0], lengths], axis=0))
