@@ -51,7 +51,7 @@ def parse_cases(text: str) -> list[tuple[int, int]]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", help="another crf.py to compare with (e.g. from `git show REV:tfner/crf.py`)")
-    parser.add_argument("--tags", type=int, default=17, help="17: Resume's BMES tag set")
+    parser.add_argument("--tags", type=int, default=33, help="33: Resume's tag set (8 types x B/I/E/S, and O); the demo has 13")
     parser.add_argument("--cases", type=parse_cases, default=parse_cases("1x22,1x102,1x130,32x40"))
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--calls", type=int, default=30, help="timed calls per round and implementation")

@@ -192,6 +192,43 @@ def test_marginals_match_brute_force(lengths, num_tags):
     np.testing.assert_allclose(got.sum(axis=-1), mask.astype(np.float32), atol=1e-5)
 
 
+def dp_decode_and_marginals(emissions, n, trans, start, end):
+    """Viterbi and log-space forward-backward of one row's first n positions, in float64 (n >= 1)."""
+    emit = emissions[:n].astype(np.float64)
+    score, pointers = start + emit[0], []
+    for t in range(1, n):
+        candidates = score[:, None] + trans
+        pointers.append(np.argmax(candidates, axis=0))
+        score = candidates.max(axis=0) + emit[t]
+    path = [int(np.argmax(score + end))]
+    for back in reversed(pointers):
+        path.append(int(back[path[-1]]))
+    alpha, beta = [start + emit[0]], [end]
+    for t in range(1, n):
+        alpha.append(np.array([logsumexp(alpha[-1] + trans[:, k]) for k in range(len(end))]) + emit[t])
+    for t in range(n - 2, -1, -1):
+        beta.append(np.array([logsumexp(trans[j] + emit[t + 1] + beta[-1]) for j in range(len(end))]))
+    log_marginals = np.array(alpha) + np.array(beta[::-1])
+    return path[::-1], np.exp(log_marginals - np.array([logsumexp(row) for row in log_marginals])[:, None])
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_rows_across_several_loop_chunks_match_dynamic_programming(constrained):
+    # The inference loops run 8 positions an iteration and walk each row reversed from its own end; rows
+    # ending in different chunks, on a chunk's edge and inside the first position must all come out right.
+    lengths = [37, 24, 9, 8, 17, 1, 0, 25, 16]
+    emissions, _, mask = make_batch(lengths, 3, seed=11, pad=3)
+    crf = bio_crf(seed=12) if constrained else make_crf(3, seed=12)
+    trans, start, end = weights_np(crf, constrained=True)
+    tags, marginals = crf.decode(emissions, mask).numpy(), crf.marginals(emissions, mask).numpy()
+    for row, n in enumerate(lengths):
+        assert not tags[row, n:].any() and not marginals[row, n:].any()
+        if n:
+            path, want = dp_decode_and_marginals(emissions[row], n, trans, start, end)
+            np.testing.assert_array_equal(tags[row, :n], path)
+            np.testing.assert_allclose(marginals[row, :n], want, atol=1e-5)
+
+
 def test_marginals_of_a_near_certain_tag_are_at_most_one():
     """Large emissions make one tag near-certain, where exp(alpha + beta - log Z) rounds above 1."""
     emissions, _, mask = make_batch([6, 3], 4, seed=21)

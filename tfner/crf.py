@@ -267,73 +267,70 @@ def _pad_time(x, length):
     return tf.pad(x, padding)
 
 
-def _chunked_scan(step, elems, initializer, output_dtype, reverse=False):
+def _chunked_scan(step, elems, initializer):
     """tf.scan over time-major `elems` with _UNROLL steps written out per loop iteration.
 
     Args:
-        step: (carry, inputs) -> (carry, output), one position; the output has the carry's shape.
+        step: (carry, inputs) -> the next carry, one position.
         elems: nest of time-major tensors whose length is a multiple of _UNROLL.
-        initializer: tensor, the carry before the first step (the last position when reverse).
-        output_dtype: the dtype of step's output.
-        reverse: bool. Walk from the last position to the first.
+        initializer: tensor, the carry before the first step.
 
     Returns:
-        (final carry, outputs stacked time-major in position order).
+        The carry after every step, stacked time-major in position order.
     """
     chunks = tf.nest.map_structure(lambda x: tf.reshape(x, tf.concat([[-1, _UNROLL], tf.shape(x)[1:]], 0)), elems)
     def body(accumulator, chunk):
         carry, _ = accumulator
         # One Unpack per input instead of a StridedSlice per input and position: ops, not math, are the cost.
         columns = [tf.unstack(x, num=_UNROLL) for x in tf.nest.flatten(chunk)]
-        outputs = [None] * _UNROLL
-        for i in (reversed(range(_UNROLL)) if reverse else range(_UNROLL)):
-            carry, outputs[i] = step(carry, tf.nest.pack_sequence_as(chunk, [column[i] for column in columns]))
-        return carry, tf.stack(outputs)
+        carries = []
+        for i in range(_UNROLL):
+            carry = step(carry, tf.nest.pack_sequence_as(chunk, [column[i] for column in columns]))
+            carries.append(carry)
+        return carry, tf.stack(carries)
 
-    empty = tf.zeros(tf.concat([[_UNROLL], tf.shape(initializer)], 0), output_dtype)
-    carries, outputs = tf.scan(body, chunks, initializer=(initializer, empty), reverse=reverse)
-    # The carry after the last chunk walked; the initializer itself when there are no chunks.
-    if reverse:
-        final = tf.concat([carries, initializer[tf.newaxis]], 0)[0]
-    else:
-        final = tf.concat([initializer[tf.newaxis], carries], 0)[-1]
-    return final, tf.reshape(outputs, tf.concat([[-1], tf.shape(outputs)[2:]], 0))
+    empty = tf.zeros(tf.concat([[_UNROLL], tf.shape(initializer)], 0), initializer.dtype)
+    _, outputs = tf.scan(body, chunks, initializer=(initializer, empty))
+    return tf.reshape(outputs, tf.concat([[-1], tf.shape(outputs)[2:]], 0))
 
 
 def _viterbi(emissions, mask, transitions, start, end):
-    """Best path per row: int32 [B, L], zeros at masked positions (see CRF.decode)."""
-    length = tf.shape(emissions)[1]
-    padded = _padded_length(length)
-    emissions, mask = _pad_time(emissions, padded), _pad_time(mask, padded)
-    batch, num_tags = tf.shape(emissions)[0], tf.shape(transitions)[0]
-    identity = tf.tile(tf.range(num_tags, dtype=tf.int32)[tf.newaxis], tf.stack([batch, 1]))
-    scores_in = transitions[tf.newaxis]  # loop invariants, hoisted out of the step
-    valid = _time_major(mask)[:, :, tf.newaxis]
+    """Best path per row: int32 [B, L], zeros at masked positions (see CRF.decode).
 
-    def step(delta, inputs):
-        emit, real = inputs
-        candidates = delta[:, :, tf.newaxis] + scores_in
-        pointer = tf.argmax(candidates, axis=1, output_type=tf.int32)
-        moved = tf.reduce_max(candidates, axis=1) + emit
-        return tf.where(real, moved, delta), pointer
+    Every loop here costs about its ops per position, not its arithmetic, so each step keeps to the fewest: no
+    back pointers in the forward loop (an argmax over [B, T, T] at every position), and no masks in either
+    loop. The forward loop runs on past each row's end (its scores there are never read), and the backtrack
+    walks each row reversed (tf.reverse_sequence), so all rows start from their own last tag at step 0 and
+    recompute each step's best predecessor over [B, T] only: the same sums as the forward loop's, so the
+    same path.
+    """
+    length = tf.shape(emissions)[1]
+    emissions = _pad_time(emissions, _padded_length(length))
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+    scores_in = transitions[tf.newaxis]  # loop invariant, hoisted out of the step
+
+    def step(delta, emit):
+        return tf.reduce_max(delta[:, :, tf.newaxis] + scores_in, axis=1) + emit
 
     # Position 0 has no predecessor: it starts from the start scores, outside the loop.
-    delta = start[tf.newaxis] + emissions[:, 0]
-    final, pointers = _chunked_scan(step, (_time_major(emissions)[1:], valid[1:]), delta, tf.int32)
-    # Padding points every tag at itself, so backtracking carries the last real tag through it: one op for all
-    # positions here rather than one per position in the loop.
-    pointers = tf.where(valid[1:], pointers, identity)
+    first = start[tf.newaxis] + emissions[:, 0]
+    deltas = _chunked_scan(step, _time_major(emissions)[1:], first)
+    deltas = tf.concat([first[tf.newaxis], deltas], 0)  # [P, B, T]: best score of a path ending in each tag
+    rows = tf.range(tf.shape(lengths)[0])
+    final = tf.gather_nd(deltas, tf.stack([tf.maximum(lengths - 1, 0), rows], axis=1))
     best_last = tf.argmax(final + end[tf.newaxis], axis=1, output_type=tf.int32)
 
-    # Backtracking: the tag at t is pointers[t][tag at t + 1] (pointers here start at position 1). Identity
-    # pointers at padding carry best_last back to the last real token.
-    def back(tag, pointer):
-        previous = tf.gather(pointer, tag, batch_dims=1)
-        return previous, tag
+    # Backtracking, row by row from its last position: step i finds the tag at length - 2 - i.
+    incoming = tf.transpose(transitions)  # incoming[k]: the scores of every move into tag k
 
-    first, path = _chunked_scan(back, pointers, best_last, tf.int32, reverse=True)
-    path = tf.transpose(tf.concat([first[tf.newaxis], path], 0), [1, 0])[:, :length]
-    return tf.where(mask[:, :length], path, tf.zeros_like(path))
+    def back(tag, delta_before):
+        return tf.argmax(delta_before + tf.gather(incoming, tag), axis=1, output_type=tf.int32)
+
+    backwards = tf.reverse_sequence(deltas[:-1], tf.maximum(lengths - 1, 0), seq_axis=0, batch_axis=1)
+    path = _chunked_scan(back, backwards, best_last)
+    path = tf.reverse_sequence(tf.concat([best_last[tf.newaxis], path], 0), lengths, seq_axis=0, batch_axis=1)
+    path = tf.transpose(path, [1, 0])[:, :length]
+    return tf.where(mask, path, tf.zeros_like(path))
 
 
 def _scaled_marginals(emissions, mask, transitions, start, end):
@@ -349,33 +346,31 @@ def _scaled_marginals(emissions, mask, transitions, start, end):
         float32 [B, L, T]; masked positions are zero.
     """
     length = tf.shape(emissions)[1]
-    padded = _padded_length(length)
-    emissions, mask = _pad_time(emissions, padded), _pad_time(mask, padded)
+    emissions = _pad_time(emissions, _padded_length(length))
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
     moves = tf.exp(transitions - tf.reduce_max(transitions))
-    emitted = _time_major(tf.exp(emissions - tf.reduce_max(emissions, axis=2, keepdims=True)))  # [L, B, T]
-    valid = _time_major(mask)[:, :, tf.newaxis]
+    emitted = _time_major(tf.exp(emissions - tf.reduce_max(emissions, axis=2, keepdims=True)))  # [P, B, T]
 
-    # a_t at padding positions is never read (their marginals are zeroed below), so the forward step needs no
-    # mask: one op less per position.
+    # a_t past a row's end is never read (its marginals are zeroed below), so the step needs no mask.
     def forward(a, emit):
-        a = _normalised(tf.matmul(a, moves) * emit)
-        return a, a
+        return _normalised(tf.matmul(a, moves) * emit)
 
     first = _normalised(tf.exp(start - tf.reduce_max(start))[tf.newaxis] * emitted[0])
-    _, alphas = _chunked_scan(forward, emitted[1:], first, tf.float32)
+    alphas = _chunked_scan(forward, emitted[1:], first)
     alphas = tf.concat([first[tf.newaxis], alphas], 0)
 
-    # b_t depends on position t + 1; at the last real position (next one invalid) it is the end scores.
-    def backward(b, inputs):
-        emit_next, valid_next = inputs
-        b_new = tf.where(valid_next, _normalised(tf.matmul(emit_next * b, moves, transpose_b=True)), last)
-        return b_new, b_new
+    # b_t depends on position t + 1 and is the end scores at a row's last position. Walked with each row
+    # reversed (as Viterbi's backtrack), every row starts from the end scores at step 0 and needs no mask:
+    # step i gives b at length - 2 - i.
+    def backward(b, emit_next):
+        return _normalised(tf.matmul(emit_next * b, moves, transpose_b=True))
 
     last = _normalised(tf.tile(tf.exp(end - tf.reduce_max(end))[tf.newaxis], tf.stack([tf.shape(emissions)[0], 1])))
-    _, betas = _chunked_scan(backward, (emitted[1:], valid[1:]), last, tf.float32, reverse=True)
-    betas = tf.concat([betas, last[tf.newaxis]], 0)
-    marginals = _time_major(_normalised(alphas * betas))
-    return tf.where(mask[:, :length, tf.newaxis], marginals[:, :length], tf.zeros_like(marginals[:, :length]))
+    backwards = tf.reverse_sequence(emitted[1:], tf.maximum(lengths - 1, 0), seq_axis=0, batch_axis=1)
+    betas = _chunked_scan(backward, backwards, last)
+    betas = tf.reverse_sequence(tf.concat([last[tf.newaxis], betas], 0), lengths, seq_axis=0, batch_axis=1)
+    marginals = _time_major(_normalised(alphas * betas))[:, :length]
+    return tf.where(mask[:, :, tf.newaxis], marginals, tf.zeros_like(marginals))
 
 
 def _normalised(x):
