@@ -1,6 +1,7 @@
 """Each error class from a real server's answer, and the texts refused before any call."""
 
 import time
+from concurrent import futures
 
 import grpc
 import pytest
@@ -96,3 +97,29 @@ def test_non_str_is_refused_and_pins_are_exclusive():
     with NerClient("127.0.0.1:1") as client:
         with pytest.raises(TypeError, match=r"texts\[1\] is bytes"):
             client.predict(["ok", b"bytes"])
+
+
+def test_a_call_the_server_cancelled_is_retried(backoff_sleeps):
+    # A stopping server cancels calls it accepted but never ran; the retry reaches whatever answers next
+    # (here the same stub server, which refuses the second call with NOT_FOUND so the test can tell).
+    calls = []
+
+    def predict(request, context):
+        calls.append(request)
+        if len(calls) == 1:
+            context.abort(grpc.StatusCode.CANCELLED, "CANCELLED")
+        context.abort(grpc.StatusCode.NOT_FOUND, "second call")
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "tensorflow.serving.PredictionService", {"Predict": grpc.unary_unary_rpc_method_handler(predict)})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with NerClient(f"127.0.0.1:{port}", retries=3, backoff_s=0.01, max_backoff_s=0.01) as client:
+            with pytest.raises(tfner_client.NotFoundError, match="second call"):
+                client.predict(["北京"])
+    finally:
+        server.stop(None)
+    assert len(calls) == 2 and calls[0] == calls[1]
+    assert len(backoff_sleeps) == 1

@@ -20,6 +20,10 @@ from tfner_client.tensors import string_tensor
 # (server starting, restarting, between pods). Any other status is the
 # server's verdict on this request, and repeating it would get the same.
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+# One exception: a server that stops cancels the calls gRPC accepted but had
+# not yet handed to a handler, so they never ran. A CANCELLED that this client
+# did not cause itself (close()) is such a call, and predict is read-only, so
+# it is retried like UNAVAILABLE.
 
 LOAD_BALANCING_POLICIES = ("pick_first", "round_robin")
 
@@ -209,13 +213,14 @@ class NerClient:
         return self._finish(method, request, method.future(request, timeout=self.timeout))
 
     def _finish(self, method, request, future):
-        """Waits for `future`; retries `request` after UNAVAILABLE with full-jitter backoff."""
+        """Waits for `future`; retries `request` after UNAVAILABLE (or a server's CANCELLED) with full-jitter backoff."""
         attempt = 0
         while True:
             try:
                 return future.result()
             except grpc.RpcError as error:
-                if error.code() not in RETRYABLE or attempt >= self.retries:
+                server_cancelled = error.code() == grpc.StatusCode.CANCELLED and not self._closed
+                if (error.code() not in RETRYABLE and not server_cancelled) or attempt >= self.retries:
                     raise errors.from_rpc_error(error) from error
                 # Full jitter: many clients retrying after one outage spread
                 # over the window instead of arriving together.
