@@ -294,6 +294,26 @@ def _chunked_scan(step, elems, initializer):
     return tf.reshape(outputs, tf.concat([[-1], tf.shape(outputs)[2:]], 0))
 
 
+def _scan_from_row_ends(step, elems, initializer, lengths):
+    """_chunked_scan backwards over each row from its own last position, so that no step needs a mask.
+
+    Each row is reversed (tf.reverse_sequence) over its own length, so every row starts at step 0 with
+    `initializer` as the carry at its last position, whatever its length.
+
+    Args:
+        step: (carry at t + 1, elems[t]) -> carry at t.
+        elems: time-major [P - 1, B, ...]; elems[t] is what the step from position t + 1 to t reads.
+        initializer: [B, ...], the carry at each row's last position.
+        lengths: int32 [B], each row's length (at most P).
+
+    Returns:
+        [P, B, ...], the carry at every position, in position order; past a row's end, unspecified.
+    """
+    backwards = tf.reverse_sequence(elems, tf.maximum(lengths - 1, 0), seq_axis=0, batch_axis=1)
+    carries = tf.concat([initializer[tf.newaxis], _chunked_scan(step, backwards, initializer)], 0)
+    return tf.reverse_sequence(carries, lengths, seq_axis=0, batch_axis=1)
+
+
 def _viterbi(emissions, mask, transitions, start, end):
     """Best path per row: int32 [B, L], zeros at masked positions (see CRF.decode).
 
@@ -320,16 +340,13 @@ def _viterbi(emissions, mask, transitions, start, end):
     final = tf.gather_nd(deltas, tf.stack([tf.maximum(lengths - 1, 0), rows], axis=1))
     best_last = tf.argmax(final + end[tf.newaxis], axis=1, output_type=tf.int32)
 
-    # Backtracking, row by row from its last position: step i finds the tag at length - 2 - i.
+    # Backtracking, each row from its own last position.
     incoming = tf.transpose(transitions)  # incoming[k]: the scores of every move into tag k
 
     def back(tag, delta_before):
         return tf.argmax(delta_before + tf.gather(incoming, tag), axis=1, output_type=tf.int32)
 
-    backwards = tf.reverse_sequence(deltas[:-1], tf.maximum(lengths - 1, 0), seq_axis=0, batch_axis=1)
-    path = _chunked_scan(back, backwards, best_last)
-    path = tf.reverse_sequence(tf.concat([best_last[tf.newaxis], path], 0), lengths, seq_axis=0, batch_axis=1)
-    path = tf.transpose(path, [1, 0])[:, :length]
+    path = tf.transpose(_scan_from_row_ends(back, deltas[:-1], best_last, lengths), [1, 0])[:, :length]
     return tf.where(mask, path, tf.zeros_like(path))
 
 
@@ -359,16 +376,12 @@ def _scaled_marginals(emissions, mask, transitions, start, end):
     alphas = _chunked_scan(forward, emitted[1:], first)
     alphas = tf.concat([first[tf.newaxis], alphas], 0)
 
-    # b_t depends on position t + 1 and is the end scores at a row's last position. Walked with each row
-    # reversed (as Viterbi's backtrack), every row starts from the end scores at step 0 and needs no mask:
-    # step i gives b at length - 2 - i.
+    # b_t depends on position t + 1 and is the end scores at a row's last position.
     def backward(b, emit_next):
         return _normalised(tf.matmul(emit_next * b, moves, transpose_b=True))
 
     last = _normalised(tf.tile(tf.exp(end - tf.reduce_max(end))[tf.newaxis], tf.stack([tf.shape(emissions)[0], 1])))
-    backwards = tf.reverse_sequence(emitted[1:], tf.maximum(lengths - 1, 0), seq_axis=0, batch_axis=1)
-    betas = _chunked_scan(backward, backwards, last)
-    betas = tf.reverse_sequence(tf.concat([last[tf.newaxis], betas], 0), lengths, seq_axis=0, batch_axis=1)
+    betas = _scan_from_row_ends(backward, emitted[1:], last, lengths)
     marginals = _time_major(_normalised(alphas * betas))[:, :length]
     return tf.where(mask[:, :, tf.newaxis], marginals, tf.zeros_like(marginals))
 
