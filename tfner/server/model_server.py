@@ -163,10 +163,11 @@ class ModelServer:
         self._stopping.set()  # From here new gRPC calls are answered UNAVAILABLE (grpc_api._Servicer).
         self.store.stop()
         # grpc's stop() cancels the calls it has accepted but not yet handed to
-        # a handler thread: their clients see CANCELLED, which they must not
-        # retry. Keep the port open a moment first, so that every call that
-        # arrived gets a handler and a retryable UNAVAILABLE; clients watching
-        # health saw NOT_SERVING above and go elsewhere.
+        # a handler thread: their clients see CANCELLED, which our clients
+        # retry but other gRPC clients treat as final. Keep the port open a
+        # moment first, so that every call that arrived gets a handler and an
+        # UNAVAILABLE every client retries; clients watching health saw
+        # NOT_SERVING above and go elsewhere.
         time.sleep(min(REFUSE_BEFORE_STOP_S, grace_s))
         grpc_done = self.grpc_server.stop(grace_s) if self.grpc_server else None
         if self.rest_server:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -52,12 +53,19 @@ func NewNerClient(target, model string, opts ...Option) (*NerClient, error) {
 		// gRPC waits up to 2 minutes between reconnection attempts by default;
 		// pace them like the retries instead, so that the retries of a call
 		// find a restarted server soon after it is back.
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
-			BaseDelay:  cfg.baseBackoff,
-			Multiplier: backoff.DefaultConfig.Multiplier,
-			Jitter:     backoff.DefaultConfig.Jitter,
-			MaxDelay:   cfg.maxBackoff,
-		}}),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  cfg.baseBackoff,
+				Multiplier: backoff.DefaultConfig.Multiplier,
+				Jitter:     backoff.DefaultConfig.Jitter,
+				MaxDelay:   cfg.maxBackoff,
+			},
+			// gRPC's default, which ConnectParams would otherwise zero: a
+			// connection attempt (TCP, TLS) would then get only the backoff
+			// delay, 100 ms at first, and fail with UNAVAILABLE against any
+			// server farther or slower than that.
+			MinConnectTimeout: 20 * time.Second,
+		}),
 	}
 	if cfg.loadBalancing == RoundRobin {
 		if !strings.Contains(target, "://") {

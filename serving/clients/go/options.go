@@ -83,8 +83,9 @@ func WithTimeout(d time.Duration) Option {
 }
 
 // WithRetries sets how many times a call is retried after UNAVAILABLE (a
-// server starting, restarting or between pods). No other status is retried.
-// Default 3.
+// server starting, restarting or between pods), or after a CANCELLED that
+// the client did not cause (a stopping server cancels the calls it had not
+// started). No other status is retried. Default 3.
 func WithRetries(n int) Option {
 	return func(c *config) { c.retries = n }
 }

@@ -6,13 +6,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 )
 
-// withRetries runs call with a fresh deadline per attempt, retrying after
-// UNAVAILABLE only: that status means the request never reached a model
-// (no server, a server starting or stopping), so sending it again is safe.
-// Any other status is the server's answer, and retrying would repeat it.
+// withRetries runs call with a fresh deadline per attempt, retrying the
+// statuses that retryable accepts, with full-jitter backoff between attempts.
 func (c *NerClient) withRetries(ctx context.Context, call func(ctx context.Context) error) error {
 	for attempt := 0; ; attempt++ {
 		callCtx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
@@ -21,7 +20,7 @@ func (c *NerClient) withRetries(ctx context.Context, call func(ctx context.Conte
 		if err == nil {
 			return nil
 		}
-		if status.Code(err) != codes.Unavailable || attempt >= c.cfg.retries || ctx.Err() != nil {
+		if attempt >= c.cfg.retries || !c.retryable(ctx, err) {
 			return newError(err, attempt+1)
 		}
 		timer := time.NewTimer(c.backoff(attempt))
@@ -32,6 +31,29 @@ func (c *NerClient) withRetries(ctx context.Context, call func(ctx context.Conte
 		case <-timer.C:
 		}
 	}
+}
+
+// retryable reports whether err means that the request never reached a
+// model, so that sending it again is safe (every call of the client only
+// reads). Any other status is the server's answer, and retrying would
+// repeat it.
+func (c *NerClient) retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		// The caller gave up, or Predict cancelled this chunk because another
+		// one failed: whatever the status, nobody wants the answer any more.
+		return false
+	}
+	switch status.Code(err) {
+	case codes.Unavailable:
+		// No server answered: none, or one starting or stopping.
+		return true
+	case codes.Canceled:
+		// A stopping server cancels the calls gRPC had accepted but not yet
+		// handed to a handler: they never ran. The client's own cancellations
+		// end ctx (see above) or come from Close.
+		return c.conn.GetState() != connectivity.Shutdown
+	}
+	return false
 }
 
 // backoff is the wait before retry number attempt+1: uniform in

@@ -32,7 +32,7 @@ options:
   --version N              pin a model version
   --label LABEL            pin a version label (stable, canary); not with --version
   --timeout SECONDS        deadline of each call (default 10)
-  --retries N              retries after UNAVAILABLE (default 3)
+  --retries N              retries after UNAVAILABLE or a server's CANCELLED (default 3)
   --chunk-size N           most texts per call (default 16)
   --tls                    use TLS with the system's trust roots
   --load-balancing POLICY  pick_first (default) or round_robin over every DNS address

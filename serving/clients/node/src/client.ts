@@ -6,7 +6,7 @@ import type { MethodDefinition } from "@grpc/proto-loader";
 import { fullJitterMs, sleep } from "./backoff.js";
 import { ENTITY_OUTPUTS, entitiesFromResponse } from "./entity.js";
 import type { Entity } from "./entity.js";
-import { AbortError, errorFromStatus, UnavailableError } from "./errors.js";
+import { AbortError, errorFromStatus, NerError, UnavailableError } from "./errors.js";
 import type { ModelSpec, PredictRequest } from "./messages.js";
 import { tfServingMethods } from "./stubs.js";
 import type { TfServingMethods } from "./stubs.js";
@@ -40,7 +40,10 @@ export interface NerClientOptions {
   label?: string;
   /** Deadline of each call attempt, in milliseconds. Default 10000. */
   timeoutMs?: number;
-  /** Retries after UNAVAILABLE (server starting, restarting, between pods); no other status is retried. Default 3. */
+  /**
+   * Retries after UNAVAILABLE (server starting, restarting, between pods), or after a CANCELLED this client did not
+   * cause (a stopping server cancels the calls it had not started); no other status is retried. Default 3.
+   */
   retries?: number;
   /** The first retry waits up to this many ms; each next one twice as long, up to maxBackoffMs. Default 100. */
   backoffMs?: number;
@@ -190,7 +193,7 @@ export class NerClient {
    * Sends at most `chunkSize` texts per call, up to `maxConcurrentChunks` calls at once, and keeps the input order.
    *
    * @throws TypeError if an element is not a string; RangeError if one holds a lone surrogate (names its index).
-   * @throws NerError (a subclass per status) if the server refused a call or stayed UNAVAILABLE through every retry.
+   * @throws NerError (a subclass per status) if the server refused a call or it failed through every retry.
    * @throws AbortError if `options.signal` fired.
    */
   async predict(texts: readonly string[], options: CallOptions = {}): Promise<Entity[][]> {
@@ -273,7 +276,7 @@ export class NerClient {
     return { model_spec, inputs: [{ key: "text", value: stringTensor(texts) }], output_filter: [...ENTITY_OUTPUTS] };
   }
 
-  /** One unary call, retried with full-jitter backoff while it fails with UNAVAILABLE. */
+  /** One unary call, retried with full-jitter backoff while it fails with UNAVAILABLE or a server's CANCELLED. */
   async #call<Request, Response>(
     method: MethodDefinition<Request, Response>,
     request: Request,
@@ -284,10 +287,23 @@ export class NerClient {
       try {
         return await this.#attempt(method, request, timeoutMs, signal);
       } catch (error) {
-        if (!(error instanceof UnavailableError) || attempt >= this.retries) throw error;
+        if (!this.#retryable(error, signal) || attempt >= this.retries) throw error;
         await sleep(fullJitterMs(attempt, this.backoffMs, this.maxBackoffMs), signal);
       }
     }
+  }
+
+  /**
+   * Only UNAVAILABLE means "nobody answered, the same call may succeed later"; any other status is the server's
+   * verdict on this request, and repeating it would get the same. One exception: a server that stops cancels the
+   * calls gRPC accepted but had not yet handed to a handler, so they never ran, and both methods are read-only: such
+   * a CANCELLED is retried like UNAVAILABLE. grpc-js reports a call cancelled on this side as CANCELLED too, so it
+   * must be one this client did not cancel: it cancels calls only through `signal` (the caller's abort, or
+   * predictDetailed() giving up on the other chunks after one failed) and by close().
+   */
+  #retryable(error: unknown, signal: AbortSignal): boolean {
+    if (error instanceof UnavailableError) return true;
+    return error instanceof NerError && error.grpcCode === grpc.status.CANCELLED && !signal.aborted && !this.#closed;
   }
 
   #attempt<Request, Response>(

@@ -59,7 +59,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	version := flags.Int64("version", 0, "pin this model version")
 	label := flags.String("label", "", "pin this version label, e.g. stable or canary")
 	timeout := flags.Float64("timeout", tfner.DefaultTimeout.Seconds(), "deadline of each call, in seconds")
-	retries := flags.Int("retries", tfner.DefaultRetries, "retries after UNAVAILABLE")
+	retries := flags.Int("retries", tfner.DefaultRetries, "retries after UNAVAILABLE (or a server's CANCELLED)")
 	chunkSize := flags.Int("chunk-size", tfner.DefaultChunkSize, "most texts per call")
 	useTLS := flags.Bool("tls", false, "connect over TLS (system root certificates)")
 	balancing := flags.String("load-balancing", tfner.PickFirst, "pick_first, or round_robin over every address of the DNS name")

@@ -44,8 +44,9 @@ import tensorflow.serving.Predict.PredictResponse;
  *
  * <p>Texts go out in chunks of at most {@code chunkSize}, all chunks at once over one HTTP/2
  * channel; the results come back in input order. Each call has its own deadline and is retried
- * after {@code UNAVAILABLE} (the server starting, stopping, or between pods) with jittered
- * exponential backoff; any other status fails at once with a {@link NerException} subclass.
+ * after {@code UNAVAILABLE} (the server starting, stopping, or between pods), or after a {@code
+ * CANCELLED} the client did not cause (a stopping server's), with jittered exponential backoff;
+ * any other status fails at once with a {@link NerException} subclass.
  *
  * <p>A client is safe to share between threads, and meant to be: it holds one channel (with its
  * connections) and one retry-timer thread. Close it when done.
@@ -91,7 +92,8 @@ public final class NerClient implements AutoCloseable {
             timeoutNanos,
             new RetryPolicy(b.retries, b.baseBackoff, b.maxBackoff),
             retryScheduler,
-            this::reconnectIfFailing);
+            this::reconnectIfFailing,
+            closed::get);
   }
 
   /**
@@ -309,7 +311,10 @@ public final class NerClient implements AutoCloseable {
       return this;
     }
 
-    /** How many times a call is retried after {@code UNAVAILABLE}. Default 3; 0 turns retries off. */
+    /**
+     * How many times a call is retried after {@code UNAVAILABLE} (or a server's {@code
+     * CANCELLED}). Default 3; 0 turns retries off.
+     */
     public Builder retries(int retries) {
       this.retries = retries;
       return this;

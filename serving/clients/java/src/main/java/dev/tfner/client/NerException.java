@@ -39,7 +39,10 @@ public class NerException extends RuntimeException {
     return serverMessage;
   }
 
-  /** How many times the call was sent: 1 plus the retries spent on {@code UNAVAILABLE}. */
+  /**
+   * How many times the call was sent: 1 plus the retries spent on {@code UNAVAILABLE} (or a
+   * server's {@code CANCELLED}).
+   */
   public int attempts() {
     return attempts;
   }

@@ -4,9 +4,10 @@ import java.time.Duration;
 import java.util.concurrent.ThreadLocalRandom;
 
 /**
- * Retries after {@code UNAVAILABLE}, spaced by exponential backoff with "full jitter": retry n
- * (from 0) waits a uniformly random time in [0, min(maxBackoff, baseBackoff * 2^n)], so that many
- * clients cut off by one restarting server do not all come back at the same instant.
+ * Retries after {@code UNAVAILABLE} (or a server's {@code CANCELLED}), spaced by exponential
+ * backoff with "full jitter": retry n (from 0) waits a uniformly random time in [0,
+ * min(maxBackoff, baseBackoff * 2^n)], so that many clients cut off by one restarting server do not
+ * all come back at the same instant.
  *
  * @param retries how many times a call is sent again after the first attempt
  * @param baseBackoff the first retry's longest wait

@@ -3,6 +3,7 @@ package dev.tfner.client;
 import io.grpc.CallOptions;
 import io.grpc.Channel;
 import io.grpc.ClientCall;
+import io.grpc.Context;
 import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import io.grpc.stub.ClientCalls;
@@ -12,12 +13,14 @@ import java.util.concurrent.Future;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
 
 /**
- * One unary call, sent again after {@code UNAVAILABLE} as the {@link RetryPolicy} says, without
- * blocking a thread: each attempt is an asynchronous gRPC call with its own deadline, and a retry is
- * a task on the scheduler. Any other status, or running out of retries, fails the future with the
- * {@link NerException} of that status. Cancelling the future cancels the attempt in flight.
+ * One unary call, sent again after {@code UNAVAILABLE} (or a {@code CANCELLED} the client did not
+ * cause) as the {@link RetryPolicy} says, without blocking a thread: each attempt is an asynchronous
+ * gRPC call with its own deadline, and a retry is a task on the scheduler. Any other status, or
+ * running out of retries, fails the future with the {@link NerException} of that status.
+ * Cancelling the future cancels the attempt in flight.
  */
 final class RetryingCall<ReqT, RespT> {
   /**
@@ -28,18 +31,22 @@ final class RetryingCall<ReqT, RespT> {
    * @param policy when to retry
    * @param scheduler runs the retries when their wait is over
    * @param beforeRetry runs just before each retry is sent
+   * @param closed whether the client was closed
    */
   record Settings(
       Channel channel,
       long timeoutNanos,
       RetryPolicy policy,
       ScheduledExecutorService scheduler,
-      Runnable beforeRetry) {}
+      Runnable beforeRetry,
+      BooleanSupplier closed) {}
 
   private final Settings settings;
   private final MethodDescriptor<ReqT, RespT> method;
   private final ReqT request;
   private final CompletableFuture<RespT> result = new CompletableFuture<>();
+  // The caller's gRPC context, which the first attempt is bound to: cancelling it cancels the call.
+  private final Context callerContext = Context.current();
   // The attempt in flight, or the retry waiting; volatile because cancel() comes from any thread.
   private volatile ClientCall<ReqT, RespT> inFlight;
   private volatile Future<?> pendingRetry;
@@ -100,7 +107,9 @@ final class RetryingCall<ReqT, RespT> {
   }
 
   private void failed(Status status, int retry) {
-    boolean retryable = status.getCode() == Status.Code.UNAVAILABLE && retry < settings.policy().retries();
+    boolean retryable =
+        (status.getCode() == Status.Code.UNAVAILABLE || cancelledByServer(status))
+            && retry < settings.policy().retries();
     if (!retryable || result.isDone()) {
       result.completeExceptionally(NerException.from(status, retry + 1));
       return;
@@ -113,6 +122,23 @@ final class RetryingCall<ReqT, RespT> {
       Status refused = status.augmentDescription("the client was closed before retry " + (retry + 1));
       result.completeExceptionally(NerException.from(refused, retry + 1));
     }
+  }
+
+  /**
+   * Whether {@code status} is a {@code CANCELLED} that this client did not cause. Only {@code
+   * UNAVAILABLE} otherwise means "nobody answered, the same call may succeed later": any other
+   * status is the server's verdict on the request. But a server that stops cancels the calls gRPC
+   * had accepted but not yet handed to a handler, so they never ran, and both RPCs the client sends
+   * are read-only: such a call is retried like {@code UNAVAILABLE}. A cancellation of the client's
+   * own is final: the future cancelled (by the caller, by an interrupted {@code predict}, or by
+   * {@code predictAsync} stopping the other chunks after one failed), the caller's gRPC context
+   * cancelled, or the client closed.
+   */
+  private boolean cancelledByServer(Status status) {
+    return status.getCode() == Status.Code.CANCELLED
+        && !result.isDone()
+        && !callerContext.isCancelled()
+        && !settings.closed().getAsBoolean();
   }
 
   private void cancel() {

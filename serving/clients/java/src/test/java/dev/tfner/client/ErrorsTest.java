@@ -70,7 +70,7 @@ class ErrorsTest {
       DeadlineExceededException e =
           assertThrows(DeadlineExceededException.class, () -> client.predict(List.of(LONG_TEXT)));
       assertEquals(Status.Code.DEADLINE_EXCEEDED, e.code());
-      assertEquals(1, counter.calls(), "only UNAVAILABLE is retried");
+      assertEquals(1, counter.calls(), "DEADLINE_EXCEEDED is not retried");
     }
   }
 
