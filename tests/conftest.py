@@ -241,7 +241,7 @@ allowed_batch_sizes: 8
 
 @pytest.fixture(scope="session")
 def batching_server(tmp_path_factory, export_factory, start_server):
-    """tfner.serve with --model_name/--model_base_path, batching on, fast polling.
+    """tfner.serve with --model_name/--model_base_path, batching on, fast polling, 1 intra-op thread.
 
     Starts with version 1 under export/ner; the hot-swap test adds versions.
     """
@@ -260,6 +260,9 @@ def batching_server(tmp_path_factory, export_factory, start_server):
         "--rest_api_port", free_port(),
         "--monitoring_config_file", monitoring_path,
         "--file_system_poll_wait_seconds", "0.3",
+        # The small-machine setting of tfner/tf_threads.py, so the served path runs with it too.
+        "--tensorflow_intra_op_parallelism", "1",
+        "--tensorflow_inter_op_parallelism", "2",
     )
     server.base_path = base
     return server

@@ -554,6 +554,8 @@ CLI_ERRORS = [
      "--max_chars_per_request must be >= 1, got 0"),
     ("serve: zero REST timeout", "serve", ["--model_base_path", "m", "--rest_api_timeout_in_ms", "0"],
      "--rest_api_timeout_in_ms must be >= 1"),
+    ("serve: negative thread count", "serve", ["--model_base_path", "m", "--tensorflow_intra_op_parallelism", "-1"],
+     "argument --tensorflow_intra_op_parallelism: must be >= 0 (0: TensorFlow's choice), got -1"),
     ("serve: missing config file", "serve", ["--model_config_file", "/nonexistent/models.config"],
      "/nonexistent/models.config"),
     ("predict: no such export", "predict", ["--model", "/nonexistent/ner", "北京"],
@@ -589,6 +591,18 @@ def test_command_line_refuses(command, argv, fragment, capsys, monkeypatch):
     assert code == 2, err
     assert fragment in err
     assert "Traceback" not in err
+
+
+def test_serve_refuses_thread_counts_once_tensorflow_ran(capsys):
+    import tensorflow as tf
+
+    from tfner import serve
+
+    float(tf.constant(1.0) + 1)  # TensorFlow has run in this process: its pools are fixed
+    assert serve.main(["--model_base_path", "m", "--tensorflow_inter_op_parallelism", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "tfner.serve: cannot set TensorFlow's inter-op threads to 7: TensorFlow already ran in this process" in err
+    assert "TF_NUM_INTEROP_THREADS=7" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

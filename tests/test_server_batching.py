@@ -61,6 +61,13 @@ def test_batching_merges_concurrent_requests(servers, reference):
         server, "tfner_serving_model_call_texts_total")
 
 
+def test_server_runs_with_the_thread_counts_it_was_given(servers):
+    # conftest starts the batching server with 1 intra-op and 2 inter-op threads; it said so when it started,
+    # and test_batching_merges_concurrent_requests checked its answers against the SavedModel in process.
+    assert "TensorFlow threads: intra-op 1, inter-op 2" in servers[1].log_text()
+    assert "TensorFlow threads: intra-op TensorFlow's choice, inter-op TensorFlow's choice" in servers[0].log_text()
+
+
 def test_bad_request_in_a_burst_fails_alone(servers, reference):
     server = servers[1]
     texts = [[t] for t in TEXTS[:6]] + [["北京", b"\xc3\x28"], ["上海"]]

@@ -175,16 +175,19 @@ def test_ids_sources_and_passed_through_fields(corpus, single):
 
 
 @pytest.mark.slow
-def test_two_worker_processes_give_the_same_output(corpus, model, single, tmp_path, monkeypatch):
+def test_two_worker_processes_give_the_same_output(corpus, model, single, tmp_path, monkeypatch, capfd):
     # The worker processes and Beam's job server make scratch folders in the temp dir; none may outlive the run.
     temp_dir = tmp_path / "temp"
     temp_dir.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp_dir))
     monkeypatch.setenv("TMPDIR", str(temp_dir))
+    # Fresh worker processes, so TensorFlow's thread pools can be sized there (tfner/tf_threads.py).
     multi = run_tag(corpus, model, str(tmp_path / "part"),
                     "--runner", "DirectRunner", "--direct_num_workers", "2", "--direct_running_mode", "multi_processing",
-                    "--num_shards", "3")
+                    "--num_shards", "3", "--tensorflow_intra_op_parallelism", "1", "--tensorflow_inter_op_parallelism", "2")
     assert os.listdir(temp_dir) == []
+    # Each worker process loaded the model once, and sized its pools first.
+    assert capfd.readouterr().err.count("TensorFlow threads in this worker: intra-op 1, inter-op 2") == 2
 
     def keyed(run):
         return {(d["source"], d["id"]): d for d in run["documents"]}
@@ -242,6 +245,8 @@ def test_existing_outputs_and_empty_patterns_are_refused_before_running(corpus, 
     common = ["--model", "m", "--input", "i", "--output", "o"]
     with pytest.raises(SystemExit):  # a typo is not passed on to Beam, which would drop it with a warning
         tag.parse_args(common + ["--max_char", "5"])
+    with pytest.raises(SystemExit):  # a negative thread count is refused here, not in every worker
+        tag.parse_args(common + ["--tensorflow_intra_op_parallelism", "-1"])
     with pytest.raises(SystemExit):  # Beam's bucketed batching on the DirectRunner (tfner/tag_model.py)
         tag.parse_args(common + ["--batching", "buckets"])
     assert tag.parse_args(common + ["--batching", "buckets", "--runner", "FlinkRunner"])[0].batching == "buckets"

@@ -14,6 +14,7 @@ The package map, in pipeline order (README's layout table says the same):
     pretrain.py, distill.py             python -m tfner.pretrain / tfner.distill
     predict.py                          python -m tfner.predict: an export called in process
     tag.py, tag_io.py, tag_model.py     python -m tfner.tag: bulk tagging on Apache Beam (RunInference)
+    tf_threads.py                       TensorFlow's CPU thread pools for inference (serve, tag)
     server/, serve.py                   the TF-Serving-API gRPC/REST server; python -m tfner.serve
     client.py                           python -m tfner.client: the light gRPC client (tfner_client), re-exported
 
@@ -28,6 +29,8 @@ The dependency rule (tests/test_layout.py checks it on the import graph):
 tfner.server imports nothing of tfner outside tfner.server, so a change to
 training code cannot break the server and the server never loads keras-hub; and
 nothing in tfner imports tfner.server except its entry point, serve.py.
+serve.py may also use tf_threads.py, a leaf both halves share that imports
+nothing of tfner.
 The Python client is the light `tfner_client` package (serving/clients/python:
 grpcio and protobuf, no TensorFlow); client.py re-exports it.
 """

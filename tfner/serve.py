@@ -23,14 +23,13 @@ import signal
 import sys
 import threading
 
-import tensorflow as tf
-
 from tfner.server import config as server_config
 from tfner.server.model_server import ModelServer
 from tfner.server.predictor import DEFAULT_MAX_CHARS_PER_REQUEST
 from tfner.server.predictor import DEFAULT_MAX_CHARS_PER_TEXT
 from tfner.server.predictor import DEFAULT_MAX_TEXTS_PER_REQUEST
 from tfner.server.predictor import Limits
+from tfner.tf_threads import ThreadsAlreadySet, set_tf_threads, thread_count
 
 log = logging.getLogger("tfner.serve")
 
@@ -73,9 +72,9 @@ def build_parser():
                    help="Text-format MonitoringConfig; enables Prometheus metrics on the REST port.")
     g.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True,
                    help="Replay assets.extra/tf_serving_warmup_requests on load. Default true.")
-    g.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
-                   help="Threads inside one op; 0 lets TensorFlow choose.")
-    g.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+    g.add_argument("--tensorflow_intra_op_parallelism", type=thread_count, default=0,
+                   help="Threads inside one op; 0 lets TensorFlow choose (small machines: tfner/tf_threads.py).")
+    g.add_argument("--tensorflow_inter_op_parallelism", type=thread_count, default=0,
                    help="Ops run at once; 0 lets TensorFlow choose.")
     t = p.add_argument_group("tfner limits and knobs")
     t.add_argument("--max_texts_per_request", type=int, default=DEFAULT_MAX_TEXTS_PER_REQUEST,
@@ -157,14 +156,13 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        # First: the pools are fixed once TensorFlow has run an op, and loading a model runs many.
+        threads = set_tf_threads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
         server = server_from_args(args)
-    except server_config.ConfigError as e:
+    except (ThreadsAlreadySet, server_config.ConfigError) as e:
         print(f"tfner.serve: {e}", file=sys.stderr)
         return 2
-    if args.tensorflow_intra_op_parallelism:
-        tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
-    if args.tensorflow_inter_op_parallelism:
-        tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
+    log.info("TensorFlow threads: %s", threads)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

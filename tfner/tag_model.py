@@ -36,6 +36,7 @@ One model per worker process, shared by its threads (RunInference keeps it in Be
 (`share_model_across_processes`), for models too big to load once per process.
 """
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
@@ -44,6 +45,9 @@ from apache_beam.transforms import window
 
 from tfner.predict import SavedModelPredictor, entities_from_outputs
 from tfner.tag_io import Document
+from tfner.tf_threads import set_tf_threads
+
+log = logging.getLogger("tfner.tag")
 
 BATCHING = ("lengths", "buckets", "plain")
 DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)  # Beam's own default boundaries, in characters
@@ -125,11 +129,13 @@ class ExportModelHandler(ModelHandler[Document, PredictionResult, SavedModelPred
         buckets: Sequence[int]. Length boundaries (characters) of `buckets`.
         max_batch_wait_secs: int. How long `buckets` holds a partial batch (Beam's max_batch_duration_secs).
         model_copies: int. 0: one model per process; N > 0: N per machine, shared across its processes.
+        intra_op_threads, inter_op_threads: int. TensorFlow's thread pools in each worker process, set when the
+            model loads (tfner.tf_threads); 0 leaves TensorFlow's choice.
     """
 
     def __init__(self, model_path: str, *, max_batch_size: int = 64, max_batch_chars: int = 8192,
                  batching: str = "lengths", buckets: Sequence[int] = DEFAULT_BUCKETS, max_batch_wait_secs: int = 10,
-                 model_copies: int = 0):
+                 model_copies: int = 0, intra_op_threads: int = 0, inter_op_threads: int = 0):
         if batching not in BATCHING:
             raise ValueError(f"batching {batching!r}: expected one of {', '.join(BATCHING)}")
         batching_kwargs = {"min_batch_size": 1, "max_batch_size": max_batch_size}
@@ -139,8 +145,11 @@ class ExportModelHandler(ModelHandler[Document, PredictionResult, SavedModelPred
         super().__init__(**batching_kwargs, model_copies=model_copies or None)
         self.model_path = model_path
         self.max_batch_size, self.max_batch_chars = max_batch_size, max_batch_chars
+        self.threads = (intra_op_threads, inter_op_threads)
 
     def load_model(self) -> SavedModelPredictor:
+        # Here, in the worker process: the pools are per process.
+        log.info("TensorFlow threads in this worker: %s", set_tf_threads(*self.threads))
         return SavedModelPredictor(self.model_path, self.max_batch_size)
 
     def run_inference(self, batch: Sequence[Document], model: SavedModelPredictor,
