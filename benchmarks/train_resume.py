@@ -318,6 +318,8 @@ class Peer:
         from tfner.labels import TagSet
 
         self.torch = torch
+        if args.peer_threads:
+            torch.set_num_threads(args.peer_threads)
         with open(args.config, encoding="utf-8") as f:
             raw = yaml.safe_load(f)
         for override in args.set:  # a.b=c, into the raw mapping
@@ -522,7 +524,8 @@ def child_command(python: str, side: str, args, result_path: str = "") -> list[s
     command = [python, os.path.abspath(__file__), "--side", side, "--run_dir", args.run_dir, "--config", args.config,
                "--vocab", args.vocab, "--data_dir", args.data_dir, "--epochs", str(args.epochs),
                "--max_train_sentences", str(args.max_train_sentences), "--warmup_steps", str(args.warmup_steps),
-               "--peer_bucket_width", str(args.peer_bucket_width), "--cpu_isa", args.cpu_isa]
+               "--peer_bucket_width", str(args.peer_bucket_width), "--cpu_isa", args.cpu_isa,
+               "--tfner_intra_op_threads", str(args.tfner_intra_op_threads), "--peer_threads", str(args.peer_threads)]
     if result_path:
         command += ["--result", result_path]
     for s in args.set:
@@ -709,6 +712,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup_steps", type=int, default=5, help="unmeasured steps before the rounds")
     parser.add_argument("--cpu_isa", choices=("native", *ISA_CAPS), default="native",
                         help="cap both sides' vector kernels (avx2: as on a CPU without AVX-512; see ISA_CAPS)")
+    parser.add_argument("--tfner_intra_op_threads", type=int, default=0,
+                        help="TensorFlow's intra-op threads on tfner's side (0: TensorFlow's choice)")
+    parser.add_argument("--peer_threads", type=int, default=0, help="torch.set_num_threads on the peer's side (0: torch's choice)")
     parser.add_argument("--output", help="also write all results as JSON here")
     parser.add_argument("--side", choices=("tfner", "peer", "tfner_steps", "peer_steps"), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -717,6 +723,10 @@ def main(argv=None) -> int:
 
     if args.side:  # a child
         sys.path.insert(0, REPO)
+        if args.side.startswith("tfner"):
+            from tfner.tf_threads import set_tf_threads
+
+            set_tf_threads(intra_op=args.tfner_intra_op_threads)  # before anything runs TensorFlow
         if args.side.startswith("peer"):
             try:
                 import torch  # noqa: F401
@@ -740,7 +750,8 @@ def main(argv=None) -> int:
         # A run_dir with checkpoints would resume instead of training: refuse rather than time a resume.
         raise SystemExit(f"{args.run_dir} is not empty; give a new --run_dir (a reused one would resume training)")
     os.makedirs(args.run_dir, exist_ok=True)
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; kernels capped at: {args.cpu_isa}; "
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; kernels capped at: {args.cpu_isa}; threads: "
+          f"tfner intra-op {args.tfner_intra_op_threads or 'default'}, peer {args.peer_threads or 'default'}; "
           f"run_dir {args.run_dir}")
     results, pythons = [], {}
     if args.throughput_only:
@@ -771,6 +782,7 @@ def main(argv=None) -> int:
           + table)
     with open(os.path.join(args.run_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump({"date": datetime.date.today().isoformat(), "cpu_isa": args.cpu_isa, "sides": results,
+                   "threads": {"tfner_intra_op": args.tfner_intra_op_threads, "peer": args.peer_threads},
                    "interleaved": throughput}, f, indent=2)
     if args.output:
         shutil.copy(os.path.join(args.run_dir, "results.json"), args.output)
