@@ -1,11 +1,12 @@
-"""TensorFlow's thread pools for inference: one export tagged under several pool sizes, side by side.
+"""TensorFlow's thread pools (and oneDNN) for inference: one export tagged under several settings, side by side.
 
     python benchmarks/threads.py --model export/ner                          # TensorFlow's choice against 1 intra-op
     python benchmarks/threads.py --model /tmp/export --settings 0:0,1:0,1:1 --batches 1,8,32 --rounds 6
+    python benchmarks/threads.py --model /tmp/export --settings 0:0:1,0:0:0,1:0:1,1:0:0   # oneDNN on and off
 
-Each setting (INTRA:INTER, 0 = TensorFlow's choice) gets a long-lived child process that sizes the pools
-with tfner.tf_threads.set_tf_threads before TensorFlow runs, loads the SavedModel and calls its serving
-signature, as TF Serving does. The texts are real sentences (default: Resume NER test, in file order), cut
+Each setting (INTRA:INTER, 0 = TensorFlow's choice, and optionally :ONEDNN, 1 or 0 for TF_ENABLE_ONEDNN_OPTS,
+else tfner's default) gets a long-lived child process that sizes the pools with tfner.tf_threads.set_tf_threads
+before TensorFlow runs, loads the SavedModel and calls its serving signature, as TF Serving does. The texts are real sentences (default: Resume NER test, in file order), cut
 into calls of each --batches size. Every round asks each child for one pass over the texts per batch size,
 one child at a time (the others idle), in an order rotated every round, so that all settings see the same
 machine load. Reported per setting and batch size: sentences/s pooled over the rounds and the ratio to the
@@ -26,15 +27,16 @@ DEFAULT_TEXTS = os.path.join(os.environ.get("TFNER_DATA", os.path.join(REPO, "..
                              "resume_ner", "test.char.bmes")
 
 
-def parse_settings(text: str) -> list[tuple[int, int]]:
-    """"0:0,1:0" -> [(0, 0), (1, 0)]: intra-op, inter-op threads."""
+def parse_settings(text: str) -> list[tuple]:
+    """"0:0,1:0:0" -> [(0, 0, None), (1, 0, 0)]: intra-op threads, inter-op threads, oneDNN (None: as tfner sets it)."""
     try:
         settings = [tuple(int(n) for n in item.split(":")) for item in text.split(",")]
     except ValueError:
         settings = []
-    if not settings or any(len(s) != 2 or min(s) < 0 for s in settings):
-        raise argparse.ArgumentTypeError(f"--settings wants INTRA:INTER,... with counts >= 0, e.g. 0:0,1:0; got {text!r}")
-    return settings
+    if not settings or any(len(s) not in (2, 3) or min(s) < 0 or s[2:] not in ((), (0,), (1,)) for s in settings):
+        raise argparse.ArgumentTypeError(
+            f"--settings wants INTRA:INTER[:ONEDNN],... with counts >= 0 and ONEDNN 0 or 1, e.g. 0:0,1:0; got {text!r}")
+    return [s if len(s) == 3 else (*s, None) for s in settings]
 
 
 def parse_batches(text: str) -> list[int]:
@@ -47,8 +49,10 @@ def parse_batches(text: str) -> list[int]:
     return batches
 
 
-def describe(setting: tuple[int, int]) -> str:
-    return "intra {} / inter {}".format(*(n or "TF's" for n in setting))
+def describe(setting: tuple) -> str:
+    intra, inter, onednn = setting
+    threads = "intra {} / inter {}".format(*(n or "TF's" for n in (intra, inter)))
+    return threads if onednn is None else f"{threads} / oneDNN {'on' if onednn else 'off'}"
 
 
 def child(args) -> int:
@@ -58,6 +62,9 @@ def child(args) -> int:
 
     pools = set_tf_threads(args.intra_op, args.inter_op)  # before anything else runs TensorFlow
     import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port  # what TensorFlow decided about oneDNN when it loaded
+
+    pools += f", oneDNN {'on' if _pywrap_util_port.IsMklEnabled() else 'off'}"
 
     from tfner import data
     from tfner.predict import resolve_version
@@ -90,8 +97,11 @@ def run(args) -> dict:
         command = [sys.executable, os.path.abspath(__file__), "--child", "--model", args.model, "--texts", args.texts,
                    "--batches", ",".join(map(str, args.batches)), "--intra_op", str(setting[0]),
                    "--inter_op", str(setting[1])]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        if setting[2] is not None:
+            env["TF_ENABLE_ONEDNN_OPTS"] = str(setting[2])
         children[setting] = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                                             env=env)
     try:
         texts = 0
         for setting, process in children.items():  # loading and warm-up run concurrently, unmeasured
@@ -147,7 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", required=True, help="export/NAME (latest version) or export/NAME/VERSION")
     parser.add_argument("--texts", default=DEFAULT_TEXTS, help="sentences to tag (any format tfner.data reads)")
     parser.add_argument("--settings", type=parse_settings, default=parse_settings("0:0,1:0"),
-                        help="INTRA:INTER thread counts, comma-separated; the first is the baseline (0: TF's choice)")
+                        help="INTRA:INTER[:ONEDNN], comma-separated; the first is the baseline (0: TF's choice)")
     parser.add_argument("--batches", type=parse_batches, default=parse_batches("1,32"), help="sentences a call")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

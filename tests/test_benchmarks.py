@@ -82,6 +82,7 @@ def test_crf_decode_compares_with_a_baseline_and_refuses_a_different_one(tmp_pat
 
 
 def test_threads_ab_runs_each_setting_in_its_own_process_and_checks_they_agree(tmp_path, tiny_run):
+    # The second setting also turns oneDNN off, which each child reads back from TensorFlow.
     # Twelve real sentences (Resume NER test's first, BMES char-tag lines) keep each pass short.
     source = os.path.join(REPO, "..", "shared", "data", "resume_ner", "test.char.bmes")
     with open(source, encoding="utf-8") as f:
@@ -90,18 +91,19 @@ def test_threads_ab_runs_each_setting_in_its_own_process_and_checks_they_agree(t
     texts.write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", "threads.py"), "--model", tiny_run["export"],
-         "--texts", str(texts), "--settings", "0:0,1:1", "--batches", "1,5", "--rounds", "2"],
+         "--texts", str(texts), "--settings", "0:0,1:1:0", "--batches", "1,5", "--rounds", "2"],
         capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     # Each child reports the pools it really runs with, read back from TensorFlow.
-    assert "intra TF's / inter TF's: ready (intra-op TensorFlow's choice, inter-op TensorFlow's choice)" in out, out
-    assert "intra 1 / inter 1: ready (intra-op 1, inter-op 1)" in out, out
+    assert ("intra TF's / inter TF's: ready (intra-op TensorFlow's choice, inter-op TensorFlow's choice, "
+            "oneDNN on)") in out, out
+    assert "intra 1 / inter 1 / oneDNN off: ready (intra-op 1, inter-op 1, oneDNN off)" in out, out
     rows = [line for line in out.splitlines() if line.startswith("| intra")]
     assert len(rows) == 2 and rows[0].count("(x1.00; x1.00)") == 2, out
     assert "12 sentences a pass, 2 rounds" in out and "the same in every pass" in out, out
 
     bad = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "threads.py"), "--model", "x",
-                          "--settings", "1:-1"], capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert bad.returncode == 2 and "--settings wants INTRA:INTER" in bad.stderr, bad.stderr
+                          "--settings", "1:0:2"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert bad.returncode == 2 and "--settings wants INTRA:INTER[:ONEDNN]" in bad.stderr, bad.stderr

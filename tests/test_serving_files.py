@@ -162,6 +162,13 @@ def test_k8s_objects_fit_together(k8s):
     assert pod["spec"]["terminationGracePeriodSeconds"] > 10  # > preStop sleep
 
 
+def test_both_deployments_run_onednn_as_tfner_does(compose, k8s):
+    # tfner/__init__.py turns oneDNN on in tfner's own processes; TF Serving gets the same from its environment.
+    container = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    k8s_env = {e["name"]: e["value"] for e in container["env"]}
+    assert compose["services"]["ner"]["environment"] == k8s_env == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+
+
 @pytest.mark.parametrize("source", ["compose", "k8s"])
 def test_tfner_serve_accepts_the_deployed_flags(source, compose, k8s, tmp_path):
     if source == "compose":

@@ -1,0 +1,31 @@
+"""tfner turns TensorFlow's oneDNN kernels on when it is imported first, and leaves a user's own choice alone.
+
+TensorFlow decides once, when it loads, so each case runs in a fresh interpreter. On CPUs with AVX-512 VNNI or
+AMX TensorFlow turns oneDNN on by itself; the environment variable is then what shows tfner's part.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT, SUBPROCESS_ENV
+
+IMPORT_TFNER_THEN_TENSORFLOW = """
+import os
+import tfner
+import tensorflow
+from tensorflow.python.util import _pywrap_util_port as port   # what TensorFlow decided
+print(os.environ["TF_ENABLE_ONEDNN_OPTS"], port.IsMklEnabled())
+"""
+
+
+@pytest.mark.parametrize("users_setting, expected", [(None, "1 True"), ("0", "0 False"), ("1", "1 True")])
+def test_onednn_is_on_unless_the_environment_says_otherwise(users_setting, expected):
+    env = {k: v for k, v in SUBPROCESS_ENV.items() if k != "TF_ENABLE_ONEDNN_OPTS"}  # pytest's own tfner set it
+    if users_setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = users_setting
+    done = subprocess.run([sys.executable, "-c", IMPORT_TFNER_THEN_TENSORFLOW], capture_output=True, text=True,
+                          env=env, cwd=REPO_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == expected.split()
