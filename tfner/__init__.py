@@ -33,6 +33,9 @@ serve.py may also use tf_threads.py, a leaf both halves share that imports
 nothing of tfner.
 The Python client is the light `tfner_client` package (serving/clients/python:
 grpcio and protobuf, no TensorFlow); client.py re-exports it.
+
+Importing tfner turns TensorFlow's oneDNN kernels on (below), so import it before
+TensorFlow in a process of your own.
 """
 
 import os
