@@ -58,13 +58,10 @@ def describe(setting: tuple) -> str:
 def child(args) -> int:
     """One setting: size the pools, load the export, then answer "go BATCH" lines with one pass's figures."""
     sys.path.insert(0, REPO)
-    from tfner.tf_threads import set_tf_threads
+    from tfner.tf_threads import onednn_state, set_tf_threads
 
-    pools = set_tf_threads(args.intra_op, args.inter_op)  # before anything else runs TensorFlow
+    pools = set_tf_threads(args.intra_op, args.inter_op) + f", oneDNN {onednn_state()}"  # before TensorFlow runs
     import tensorflow as tf
-    from tensorflow.python.util import _pywrap_util_port  # what TensorFlow decided about oneDNN when it loaded
-
-    pools += f", oneDNN {'on' if _pywrap_util_port.IsMklEnabled() else 'off'}"
 
     from tfner import data
     from tfner.predict import resolve_version

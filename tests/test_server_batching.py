@@ -64,7 +64,7 @@ def test_batching_merges_concurrent_requests(servers, reference):
 def test_server_runs_with_the_thread_counts_it_was_given(servers):
     # conftest starts the batching server with 1 intra-op and 2 inter-op threads; it said so when it started,
     # and test_batching_merges_concurrent_requests checked its answers against the SavedModel in process.
-    assert "TensorFlow threads: intra-op 1, inter-op 2" in servers[1].log_text()
+    assert "TensorFlow threads: intra-op 1, inter-op 2; oneDNN on" in servers[1].log_text()  # tfner's default
     assert "TensorFlow threads: intra-op TensorFlow's choice, inter-op TensorFlow's choice" in servers[0].log_text()
 
 

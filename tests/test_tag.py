@@ -187,7 +187,7 @@ def test_two_worker_processes_give_the_same_output(corpus, model, single, tmp_pa
                     "--num_shards", "3", "--tensorflow_intra_op_parallelism", "1", "--tensorflow_inter_op_parallelism", "2")
     assert os.listdir(temp_dir) == []
     # Each worker process loaded the model once, and sized its pools first.
-    assert capfd.readouterr().err.count("TensorFlow threads in this worker: intra-op 1, inter-op 2") == 2
+    assert capfd.readouterr().err.count("TensorFlow threads in this worker: intra-op 1, inter-op 2; oneDNN on") == 2
 
     def keyed(run):
         return {(d["source"], d["id"]): d for d in run["documents"]}

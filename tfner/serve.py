@@ -29,7 +29,7 @@ from tfner.server.predictor import DEFAULT_MAX_CHARS_PER_REQUEST
 from tfner.server.predictor import DEFAULT_MAX_CHARS_PER_TEXT
 from tfner.server.predictor import DEFAULT_MAX_TEXTS_PER_REQUEST
 from tfner.server.predictor import Limits
-from tfner.tf_threads import ThreadsAlreadySet, set_tf_threads, thread_count
+from tfner.tf_threads import ThreadsAlreadySet, onednn_state, set_tf_threads, thread_count
 
 log = logging.getLogger("tfner.serve")
 
@@ -162,7 +162,7 @@ def main(argv=None):
     except (ThreadsAlreadySet, server_config.ConfigError) as e:
         print(f"tfner.serve: {e}", file=sys.stderr)
         return 2
-    log.info("TensorFlow threads: %s", threads)
+    log.info("TensorFlow threads: %s; oneDNN %s", threads, onednn_state())
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

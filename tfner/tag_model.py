@@ -45,7 +45,7 @@ from apache_beam.transforms import window
 
 from tfner.predict import SavedModelPredictor, entities_from_outputs
 from tfner.tag_io import Document
-from tfner.tf_threads import set_tf_threads
+from tfner.tf_threads import onednn_state, set_tf_threads
 
 log = logging.getLogger("tfner.tag")
 
@@ -149,7 +149,7 @@ class ExportModelHandler(ModelHandler[Document, PredictionResult, SavedModelPred
 
     def load_model(self) -> SavedModelPredictor:
         # Here, in the worker process: the pools are per process.
-        log.info("TensorFlow threads in this worker: %s", set_tf_threads(*self.threads))
+        log.info("TensorFlow threads in this worker: %s; oneDNN %s", set_tf_threads(*self.threads), onednn_state())
         return SavedModelPredictor(self.model_path, self.max_batch_size)
 
     def run_inference(self, batch: Sequence[Document], model: SavedModelPredictor,

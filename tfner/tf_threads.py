@@ -8,6 +8,9 @@ tagged ~1.2x the texts a second of TensorFlow's choice with the demo and Resume-
 call and at 32, in a loop, through tfner.tag and behind tfner.serve; it made one BERT-base text ~1.25x slower
 (a large product no longer split over both cores). Training was ~2 % slower with it. See benchmarks/README.md
 ("Threads for inference"); measure on your own machine before you set it.
+
+onednn_state() says, for the same start-up log line, whether TensorFlow runs its oneDNN kernels: fixed when
+TensorFlow loaded, from TF_ENABLE_ONEDNN_OPTS (which `import tfner` sets) and the CPU.
 """
 
 import argparse
@@ -55,3 +58,12 @@ def set_tf_threads(intra_op: int = 0, inter_op: int = 0) -> str:
                 f"{get() or THEIR_CHOICE}. Set them before anything else uses TensorFlow, or set "
                 f"TF_NUM_{name.replace('-', '').upper()}_THREADS={value} in the environment.") from error
     return ", ".join(f"{name} {get() or THEIR_CHOICE}" for name, (_, get, _) in wanted.items())
+
+
+def onednn_state() -> str:
+    """"on" or "off": whether this process's TensorFlow runs its oneDNN kernels; "unknown" if it cannot say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # private: TensorFlow has no public query for it
+        return "on" if _pywrap_util_port.IsMklEnabled() else "off"
+    except (ImportError, AttributeError):
+        return "unknown"
