@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from tiny import REPO
+from tiny import REPO, SHARED_DATA
 
 
 def test_serve_load_runs_both_modes_and_reports_merging(tmp_path, export_factory):
@@ -84,7 +84,7 @@ def test_crf_decode_compares_with_a_baseline_and_refuses_a_different_one(tmp_pat
 def test_threads_ab_runs_each_setting_in_its_own_process_and_checks_they_agree(tmp_path, tiny_run):
     # The second setting also turns oneDNN off, which each child reads back from TensorFlow.
     # Twelve real sentences (Resume NER test's first, BMES char-tag lines) keep each pass short.
-    source = os.path.join(REPO, "..", "shared", "data", "resume_ner", "test.char.bmes")
+    source = os.path.join(SHARED_DATA, "resume_ner", "test.char.bmes")
     with open(source, encoding="utf-8") as f:
         sentences = f.read().strip().split("\n\n")[:12]
     texts = tmp_path / "few.char.bmes"
