@@ -3,7 +3,7 @@
     python -m tfner.train --set run_dir=/tmp/bench_demo --set export.dir=/tmp/bench_export   # the demo
     python benchmarks/export_latency.py --model /tmp/bench_export --run /tmp/bench_demo
 
-Four ways to tag the same texts, measured side by side:
+Five ways to tag the same texts, measured side by side:
 
 - savedmodel: `tf.saved_model.load(export).signatures["serving_default"]`, what TF Serving runs;
 - module:     `tfner.export.load_run(run_dir)`, the NerModule tf.function the export wraps, called in process
@@ -11,9 +11,11 @@ Four ways to tag the same texts, measured side by side:
 - forward+decode: the tagger's forward pass and CRF decode (Viterbi + marginals) on pre-tokenized,
               pre-windowed inputs, in one tf.function;
 - forward:    the forward pass alone on the same inputs.
+- decode:     the CRF decode alone on the forward pass's emissions (computed once, outside timing).
 
-module - forward+decode is the cost of the in-graph tokenizer, windowing, merge and span extraction;
-forward+decode - forward is the cost of the CRF decode.
+module - forward+decode is the cost of the in-graph tokenizer, windowing, merge and span extraction.
+decode / forward is the CRF decode against the forward pass, each timed on its own (the difference
+forward+decode - forward, two noisy p50s of a few milliseconds, swings more; both are printed).
 
 Texts are cut from the Resume NER test sentences joined end to end: short (20 characters), medium (100) and
 long (2,000: many windows). Reported per path and length: p50 and p99 latency of one text per call, texts/s
@@ -33,9 +35,10 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_TEXTS = os.path.join(REPO, "..", "shared", "data", "resume_ner", "test.char.bmes")
+DEFAULT_TEXTS = os.path.join(os.environ.get("TFNER_DATA", os.path.join(REPO, "..", "shared", "data")),
+                             "resume_ner", "test.char.bmes")
 LENGTHS = {"short": 20, "medium": 100, "long": 2000}
-PATHS = ("savedmodel", "module", "forward+decode", "forward")
+PATHS = ("savedmodel", "module", "forward+decode", "forward", "decode")
 
 
 def make_texts(source: str, length: int, count: int, seed: int) -> list[str]:
@@ -77,8 +80,13 @@ class Callers:
             emissions = model(features, training=False)
             return model.decode(emissions, character_mask(features["padding_mask"]))
 
-        self.forward, self.forward_decode = forward, forward_decode
-        self.features_cache = {}
+        @tf.function(reduce_retracing=True)
+        def decode(emissions, mask):
+            return model.decode(emissions, mask)
+
+        self.forward, self.forward_decode, self.decode = forward, forward_decode, decode
+        self.features_cache, self.emissions_cache = {}, {}
+        self.character_mask = character_mask
 
     def windows(self, texts: list[str]) -> dict:
         """The model inputs NerModule builds for these texts (same windows), computed once, outside timing."""
@@ -95,6 +103,14 @@ class Callers:
             self.features_cache[key] = tokenizer.pack(ragged, max(len(r) for r in rows) + 2)
         return self.features_cache[key]
 
+    def emissions(self, texts: list[str]) -> tuple:
+        """(emissions, character mask) of the forward pass over these texts' windows, computed once."""
+        key = tuple(texts)
+        if key not in self.emissions_cache:
+            features = self.windows(texts)
+            self.emissions_cache[key] = (self.forward(features), self.character_mask(features["padding_mask"]))
+        return self.emissions_cache[key]
+
     def __call__(self, path: str, texts: list[str]) -> None:
         tf = self.tf
         if path == "savedmodel":
@@ -103,6 +119,8 @@ class Callers:
             self.module(tf.constant(texts))["num_entities"].numpy()
         elif path == "forward+decode":
             self.forward_decode(self.windows(texts))[0].numpy()
+        elif path == "decode":
+            self.decode(*self.emissions(texts))[0].numpy()
         else:
             self.forward(self.windows(texts)).numpy()
 
@@ -148,7 +166,7 @@ def main(argv=None) -> int:
             for batch in batches[name]:
                 callers(path, batch)
             for text in pools[name]:
-                callers.windows([text])
+                callers.emissions([text])
 
     single = {(n, p): [] for n in lengths for p in PATHS}
     batched = {(n, p): [] for n in lengths for p in PATHS}
@@ -189,12 +207,14 @@ def main(argv=None) -> int:
     print("\nratios (p50 at batch 1; texts/s at batch 32):")
     by = {(r["length"], r["path"]): r for r in results}
     for name in lengths:
-        sm, mod, fd, fw = (by[name, p] for p in PATHS)
+        sm, mod, fd, fw, dec = (by[name, p] for p in PATHS)
+        rate = f"texts_per_s_batch{b}"
         print(f"  {name}: savedmodel/module p50 x{sm['p50_ms'] / mod['p50_ms']:.2f}, "
               f"module/forward p50 x{mod['p50_ms'] / fw['p50_ms']:.2f} "
               f"(forward+decode/forward x{fd['p50_ms'] / fw['p50_ms']:.2f}); batch {b} texts/s "
-              f"savedmodel/module x{sm[f'texts_per_s_batch{b}'] / mod[f'texts_per_s_batch{b}']:.2f}, "
-              f"module/forward x{mod[f'texts_per_s_batch{b}'] / fw[f'texts_per_s_batch{b}']:.2f}")
+              f"savedmodel/module x{sm[rate] / mod[rate]:.2f}, module/forward x{mod[rate] / fw[rate]:.2f}")
+        print(f"    CRF decode / forward pass: p50 at batch 1 x{dec['p50_ms'] / fw['p50_ms']:.2f}, "
+              f"time a text at batch {b} x{fw[rate] / dec[rate]:.2f}")
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             json.dump({"date": datetime.date.today().isoformat(), "model": callers.model_path, "run": args.run,

@@ -1,5 +1,6 @@
 """The benchmarks run end to end on tiny inputs (their figures are not judged)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -107,3 +108,22 @@ def test_threads_ab_runs_each_setting_in_its_own_process_and_checks_they_agree(t
     bad = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "threads.py"), "--model", "x",
                           "--settings", "1:0:2"], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert bad.returncode == 2 and "--settings wants INTRA:INTER[:ONEDNN]" in bad.stderr, bad.stderr
+
+
+def test_export_latency_times_every_path_and_the_decode_on_its_own(tmp_path, tiny_run):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "export_latency.py"), "--model", tiny_run["export"],
+         "--run", tiny_run["run_dir"], "--lengths", "short", "--rounds", "2", "--single_calls", "3",
+         "--batch_calls", "1", "--batch_size", "4", "--output", str(tmp_path / "latency.json")],
+        capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "SavedModel vs module disagreements: 0" in out, out
+    paths = [line.split(" | ")[1] for line in out.splitlines() if line.startswith("| short (20 chars) |")]
+    assert paths == ["savedmodel", "module", "forward+decode", "forward", "decode"], out
+    assert "CRF decode / forward pass: p50 at batch 1 x" in out, out
+    with open(tmp_path / "latency.json", encoding="utf-8") as f:
+        rows = json.load(f)["results"]
+    assert [(r["path"], r["samples_batch1"], r["samples_batch4"]) for r in rows] == [
+        (p, 6, 2) for p in paths]  # 2 rounds x 3 single calls, 2 rounds x 1 batch call, for every path
