@@ -24,6 +24,9 @@ Like with like, choices made:
 - Loss: the peer sums token cross-entropy over each sentence and averages over the batch, the scale of
   tfner's CRF negative log-likelihood (HF's built-in loss averages over tokens instead).
 - GELU: keras-hub's BertBackbone uses the tanh approximation, so the peer uses hidden_act gelu_pytorch_tanh.
+- Precision: `--set train.mixed_precision=mixed_bfloat16` trains tfner under Keras' mixed_bfloat16 policy and
+  the peer with its forward pass under torch.autocast(bfloat16), float32 weights on both sides (the peer has no
+  counterpart for mixed_float16's loss scaling, so it refuses that one).
 
 Each side runs in its own subprocess so that its peak RSS (resource.getrusage ru_maxrss) is its own. The peer
 runs under --peer_python (default: /work/bench-venv/bin/python if present, else this interpreter), a venv with
@@ -180,14 +183,14 @@ class TfnerSteps:
     """tfner's own train step on its own input pipeline, outside fit(): for the interleaved throughput rounds."""
 
     def __init__(self, args):
+        import keras
         import tensorflow as tf
 
         from tfner import train as train_lib
-        from tfner.distribute import make_strategy
 
         config = tfner_config(args)
         config.run_dir = os.path.join(args.run_dir, "tfner_steps")  # never the trained run's checkpoints
-        strategy = make_strategy(config.train.distribute, config.train.tpu)
+        strategy = train_lib.start_process(config)  # as a run: its strategy, seed and mixed-precision policy
         self.trainer = train_lib.Trainer(config, train_lib.load_corpus(config), strategy)
         self.step = self.trainer.make_train_step()
         self.iterator = iter(self.trainer.epoch_dataset(0, 0))
@@ -209,6 +212,7 @@ class TfnerSteps:
                                                 group_windows=config.export.group_windows)
         self.test_texts = [e.text for e in trainer.corpus.test]
         self.tf = tf
+        self.setup = f"tfner train steps: Keras policy {keras.mixed_precision.global_policy().name}"
 
     def tag(self, precision: str = "float32", batch: int = TAG_BATCH) -> int:
         """One pass over the test sentences, `batch` a call; returns the sentences tagged."""
@@ -303,6 +307,11 @@ def bucketed_batches(examples, batch_size, max_chars, seed, bucket_width=0):
                 buckets[b] = []
 
 
+# tfner's train.mixed_precision -> the dtype the peer's forward pass runs in under torch.autocast. Not
+# mixed_float16: the peer would need a gradient scaler as well to mirror tfner's loss scaling.
+PEER_AUTOCAST = {"none": "float32", "mixed_bfloat16": "bfloat16"}
+
+
 class Peer:
     """The PyTorch peer: BertForTokenClassification of the config's shape, with tfner's training recipe.
 
@@ -336,6 +345,12 @@ class Peer:
         self.clip = float(t.get("clip_norm", 1.0))
         seed = int(t.get("seed", 42))
         dropout = float(shape.get("dropout", 0.1))
+        # train.mixed_precision as tfner's Keras policy: float32 weights, the forward and loss under autocast.
+        precision = str(t.get("mixed_precision", "none"))
+        if precision not in PEER_AUTOCAST:
+            raise SystemExit(f"peer: train.mixed_precision {precision!r} has no peer counterpart here; "
+                             f"use one of {', '.join(PEER_AUTOCAST)}")
+        self.train_autocast = PEER_AUTOCAST[precision]
 
         paths = data_paths(args)
         self.train = read_bmes(paths["train"])[: args.max_train_sentences or None]
@@ -363,6 +378,7 @@ class Peer:
             num_labels=len(self.tag_set),
         )
         self.model = transformers.BertForTokenClassification(self.config)
+        self.setup = f"peer train steps: forward pass in {self.train_autocast}"
         self.framework = (f"torch {torch.__version__}, transformers {transformers.__version__} "
                           f"(attention {self.model.config._attn_implementation}, {torch.get_num_threads()} threads)")
 
@@ -412,8 +428,9 @@ class Peer:
             for i, (_, tag_ids) in enumerate(batch):
                 tags[i, 1 : len(tag_ids) + 1] = torch.tensor(tag_ids)
                 tag_mask[i, 1 : len(tag_ids) + 1] = 1.0
-            logits = self.model(input_ids=token_ids, attention_mask=mask).logits
-            per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tags, reduction="none")
+            with self.autocast(self.train_autocast):
+                logits = self.model(input_ids=token_ids, attention_mask=mask).logits
+            per_token = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), tags, reduction="none")
             loss = (per_token * tag_mask).sum(dim=1).mean()  # per-sentence sum, batch mean: tfner's scale
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -431,14 +448,18 @@ class Peer:
         self.predict(self.test, batch, precision)
         return len(self.test)
 
-    def predict(self, examples, batch=64, precision="float32"):
+    def autocast(self, dtype: str):
+        """torch.autocast on CPU to `dtype` ("bfloat16"), or nothing for "float32"."""
         import contextlib
 
+        if dtype == "float32":
+            return contextlib.nullcontext()
+        return self.torch.autocast("cpu", dtype=getattr(self.torch, dtype))
+
+    def predict(self, examples, batch=64, precision="float32"):
         self.model.eval()
         spans = []
-        autocast = self.torch.autocast("cpu", dtype=self.torch.bfloat16) if precision == "bfloat16" \
-            else contextlib.nullcontext()
-        with self.torch.no_grad(), autocast:
+        with self.torch.no_grad(), self.autocast(precision):
             for i in range(0, len(examples), batch):
                 texts = [text for text, _ in examples[i : i + batch]]
                 token_ids, mask = self.pack([[self.ids(c) for c in text] for text in texts])
@@ -508,6 +529,7 @@ def serve_steps(args) -> None:
     runner.run(args.warmup_steps)
     for precision in tag_precisions(args):
         runner.tag(precision)  # traces / warms the tagging path
+    print(runner.setup, flush=True)
     print("ready", flush=True)
     for line in sys.stdin:
         command = line.split()
@@ -572,6 +594,7 @@ def interleaved_throughput(pythons: dict, args) -> dict:
             for line in child.stdout:
                 if line.strip() == "ready":
                     break
+                print(line, end="", flush=True)  # what the child set up (its precision)
             else:
                 raise RuntimeError(f"{side} step server exited before it was ready")
         rounds = {side: [] for side in children}

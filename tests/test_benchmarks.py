@@ -127,3 +127,22 @@ def test_export_latency_times_every_path_and_the_decode_on_its_own(tmp_path, tin
         rows = json.load(f)["results"]
     assert [(r["path"], r["samples_batch1"], r["samples_batch4"]) for r in rows] == [
         (p, 6, 2) for p in paths]  # 2 rounds x 3 single calls, 2 rounds x 1 batch call, for every path
+
+
+def test_train_resume_steps_child_trains_under_the_configured_precision(tmp_path):
+    """tfner's side of train_resume.py's interleaved rounds (the peer's needs torch, which CI does not install):
+    it must run as a run does, here under the mixed_bfloat16 policy a --set asks for, and report its steps."""
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "train_resume.py"), "--side", "tfner_steps",
+               "--run_dir", str(tmp_path), "--data_dir", os.path.join(SHARED_DATA, "resume_ner"),
+               "--vocab", os.path.join(SHARED_DATA, "vocab", "vocab.txt"), "--max_train_sentences", "64",
+               "--warmup_steps", "1"]
+    for override in ("model.num_layers=1", "model.hidden_dim=16", "model.num_heads=2", "model.intermediate_dim=32",
+                     "train.batch_size=8", "train.mixed_precision=mixed_bfloat16"):
+        command += ["--set", override]
+    result = subprocess.run(command, input="go 2\n", capture_output=True, text=True, timeout=600, cwd=REPO,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert "tfner train steps: Keras policy mixed_bfloat16" in lines and "ready" in lines, result.stdout
+    measured = json.loads(lines[-1])
+    assert measured["tokens"] > 0 and measured["seconds"] > 0, measured

@@ -100,6 +100,18 @@ def test_mixed_precision_runs_in_the_compute_dtype(training):
     np.testing.assert_allclose(got, expected, atol=0.1)  # bfloat16 has 8 bits of mantissa
 
 
+def test_mixed_precision_training_on_cpu_runs_gelu_in_float32():
+    """TensorFlow's bfloat16 element-wise CPU kernels are slower than its float32 ones, so the training path
+    computes GELU in float32 between two casts. Inference keeps it in bfloat16, where it fuses into the MatMul."""
+    backbone, inputs = tiny_backbone(dtype="mixed_bfloat16"), tiny_inputs()
+    tanh_dtypes = {}
+    for training in (True, False):
+        graph = tf.function(lambda x: encoder.sequence_output(backbone, x, training=training)) \
+            .get_concrete_function(inputs).graph
+        tanh_dtypes[training] = [op.outputs[0].dtype for op in graph.get_operations() if op.type == "Tanh"]
+    assert tanh_dtypes == {True: [tf.float32] * 2, False: [tf.bfloat16] * 2}  # one GELU a layer, 2 layers
+
+
 def test_checkpoint_backbone_matches_the_reference(google_backbone):  # noqa: F811
     """A Google-format checkpoint (erf GELU, large weights) through the fast path equals the NumPy BERT."""
     token_ids, segment_ids, padding_mask = INPUTS
