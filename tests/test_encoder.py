@@ -5,6 +5,8 @@ gradients, both GELU forms, mixed precision, and a backbone loaded from a checkp
 reference of tests/test_checkpoint.py.
 """
 
+import contextlib
+
 import keras
 import keras_hub
 import numpy as np
@@ -110,6 +112,34 @@ def test_mixed_precision_training_on_cpu_runs_gelu_in_float32():
             .get_concrete_function(inputs).graph
         tanh_dtypes[training] = [op.outputs[0].dtype for op in graph.get_operations() if op.type == "Tanh"]
     assert tanh_dtypes == {True: [tf.float32] * 2, False: [tf.bfloat16] * 2}  # one GELU a layer, 2 layers
+
+
+def test_weights_cast_once_moves_the_weight_casts_out_of_a_loop_body():
+    """The export runs window groups in a while loop; under bfloat16 the projections' weight casts then belong
+    before the loop, once a call, not in its body, once a group. Same outputs either way."""
+    backbone, inputs = tiny_backbone(dtype="mixed_bfloat16"), tiny_inputs()
+
+    def run(hoist):
+        body_graphs = []
+
+        @tf.function
+        def two_groups(x):
+            def body(i, total):
+                body_graphs.append(tf.compat.v1.get_default_graph())
+                output = tf.cast(encoder.sequence_output(backbone, x), tf.float32)
+                return i + 1, total + output
+
+            with encoder.weights_cast_once(backbone, tf.bfloat16) if hoist else contextlib.nullcontext():
+                return tf.while_loop(lambda i, _: i < 2, body, (0, tf.zeros([3, 9, 16])))[1]
+
+        total = two_groups(inputs)
+        casts = sum(op.type == "Cast" for op in body_graphs[-1].get_operations())
+        return total, casts
+
+    (hoisted, casts_hoisted), (plain, casts_plain) = run(True), run(False)
+    np.testing.assert_array_equal(hoisted, plain)
+    assert casts_plain - casts_hoisted == 2 * 6 * 2  # 2 layers x 6 projections x (kernel, bias)
+    assert not encoder._cast_once  # the cache lives only while the context is open
 
 
 def test_checkpoint_backbone_matches_the_reference(google_backbone):  # noqa: F811

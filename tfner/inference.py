@@ -23,6 +23,7 @@ measured is what is shipped. Steps, for a batch of texts:
 
 import tensorflow as tf
 
+from tfner import encoder
 from tfner.labels import BEGIN, END, OUTSIDE, SINGLE, TagSet
 from tfner.model import NerTagger, character_mask
 from tfner.tokenizer import CharTokenizer
@@ -120,10 +121,11 @@ class NerModule(tf.Module):
             tags, confidence = self._tag_group(ordered[i * size : (i + 1) * size], width)
             return i + 1, all_tags.write(i, tags), all_confidence.write(i, confidence)
 
-        _, tags, confidence = tf.while_loop(
-            lambda i, *_: i < groups, next_group,
-            (0, tf.TensorArray(tf.int32, size=groups, infer_shape=False, element_shape=[None, None]),
-             tf.TensorArray(tf.float32, size=groups, infer_shape=False, element_shape=[None, None])))
+        with encoder.weights_cast_once(self.model.backbone, tf.as_dtype(self.model.compute_dtype)):
+            _, tags, confidence = tf.while_loop(
+                lambda i, *_: i < groups, next_group,
+                (0, tf.TensorArray(tf.int32, size=groups, infer_shape=False, element_shape=[None, None]),
+                 tf.TensorArray(tf.float32, size=groups, infer_shape=False, element_shape=[None, None])))
         back = tf.math.invert_permutation(order)
         return tf.gather(tags.concat(), back), tf.gather(confidence.concat(), back)
 
