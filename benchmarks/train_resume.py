@@ -345,7 +345,8 @@ class Peer:
         self.clip = float(t.get("clip_norm", 1.0))
         seed = int(t.get("seed", 42))
         dropout = float(shape.get("dropout", 0.1))
-        # train.mixed_precision as tfner's Keras policy: float32 weights, the forward and loss under autocast.
+        # train.mixed_precision as tfner's Keras policy: float32 weights, the forward pass under autocast,
+        # the loss in float32.
         precision = str(t.get("mixed_precision", "none"))
         if precision not in PEER_AUTOCAST:
             raise SystemExit(f"peer: train.mixed_precision {precision!r} has no peer counterpart here; "
