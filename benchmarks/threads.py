@@ -7,9 +7,9 @@
 Each setting (INTRA:INTER, 0 = TensorFlow's choice, and optionally :ONEDNN, 1 or 0 for TF_ENABLE_ONEDNN_OPTS,
 else tfner's default) gets a long-lived child process that sizes the pools with tfner.tf_threads.set_tf_threads
 before TensorFlow runs, loads the SavedModel and calls its serving signature, as TF Serving does. The texts are
-real sentences (default: Resume NER test, in file order), cut into calls of each --batches size. Every round asks each child for one pass over the texts per batch size,
-one child at a time (the others idle), in an order rotated every round, so that all settings see the same
-machine load. Reported per setting and batch size: sentences/s pooled over the rounds and the ratio to the
+real sentences (default: Resume NER test, in file order), cut into calls of each --batches size. Every round
+asks each child for one pass over the texts per batch size, one child at a time (the others idle), in an order
+rotated every round, so that all settings see the same machine load. Reported per setting and batch size: sentences/s pooled over the rounds and the ratio to the
 first setting, pooled and as the median of the per-round ratios; the children's entity counts must agree.
 """
 

@@ -125,16 +125,19 @@ def weights_cast_once(backbone, dtype):
     if not is_supported(backbone) or dtype == tf.float32:
         yield
         return
+    casts = {}
     for layer in backbone.transformer_layers:
         attention = layer._self_attention_layer
         for dense in (attention._query_dense, attention._key_dense, attention._value_dense, attention._output_dense,
                       layer._feedforward_intermediate_dense, layer._feedforward_output_dense):
             for variable in (dense.kernel, dense.bias):
-                _cast_once[id(variable)] = tf.cast(variable, dtype)
+                casts[id(variable)] = tf.cast(variable, dtype)
+    _cast_once.update(casts)
     try:
         yield
-    finally:
-        _cast_once.clear()
+    finally:  # only this backbone's: another model may be tracing in another thread (tfner.serve loads in one)
+        for key in casts:
+            _cast_once.pop(key, None)
 
 
 def _in_dtype(variable, dtype):
