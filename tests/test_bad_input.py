@@ -573,6 +573,12 @@ CLI_ERRORS = [
     ("train: a data file that is not there", "train",
      ["--config", "configs/tiny.yaml", "--set", "data.train=/nonexistent/train.bio"],
      "tfner.train: /nonexistent/train.bio: no such file"),
+    ("train: a vocab file that is not there", "train",
+     ["--config", "configs/tiny.yaml", "--set", "data.train=/nonexistent/train.bio", "--set", "data.vocab=/nonexistent/vocab.txt"],
+     "tfner.train: data.vocab: /nonexistent/vocab.txt: no such file; name a BERT vocab.txt"),
+    ("train: a vocab file without BERT's special tokens", "train",
+     ["--config", "configs/tiny.yaml", "--set", "data.train=/nonexistent/train.bio", "--set", "data.vocab=configs/tiny.yaml"],
+     "tfner.train: data.vocab: configs/tiny.yaml: vocabulary lacks [PAD], [UNK], [CLS], [SEP]"),
     ("client: zero timeout", "client", ["--server", "127.0.0.1:1", "--timeout", "0", "北京"], "timeout"),
 ]
 

@@ -142,6 +142,25 @@ def test_weights_cast_once_moves_the_weight_casts_out_of_a_loop_body():
     assert not encoder._cast_once  # the cache lives only while the context is open
 
 
+@pytest.mark.parametrize("dtype, moved_as", [("float32", tf.int32), ("mixed_bfloat16", tf.int16)])
+@pytest.mark.parametrize("training", [False, True])
+def test_attention_heads_are_transposed_as_integers(dtype, moved_as, training):
+    """oneDNN's graph rewrite takes over float `Transpose`s and runs them slower than TensorFlow's own, so the
+    heads' split and merge move the same bits as integers, forward and (through the custom gradient) backward."""
+    backbone, inputs = tiny_backbone(dtype=dtype), tiny_inputs()
+
+    @tf.function
+    def loss_and_gradients(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(encoder.sequence_output(backbone, x, training=training), tf.float32))
+        return tape.gradient(loss, backbone.trainable_variables) if training else loss
+
+    graph = loss_and_gradients.get_concrete_function(inputs).graph
+    transposed = [op.get_attr("T") for op in graph.get_operations() if op.type == "Transpose"]
+    # q, k, v and the context, in 2 layers; the backward pass swaps each gradient back.
+    assert transposed == [moved_as] * (2 * 4 * (2 if training else 1))
+
+
 def test_checkpoint_backbone_matches_the_reference(google_backbone):  # noqa: F811
     """A Google-format checkpoint (erf GELU, large weights) through the fast path equals the NumPy BERT."""
     token_ids, segment_ids, padding_mask = INPUTS

@@ -41,6 +41,17 @@ from tfner.tokenizer import CharTokenizer, build_vocabulary, read_vocabulary, wr
 log = logging.getLogger("tfner.train")
 
 
+def read_configured_vocabulary(path: str) -> list[str]:
+    """data.vocab's tokens; a missing file or one without BERT's special tokens is a ConfigError naming the key."""
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"data.vocab: {path}: no such file; name a BERT vocab.txt, or leave data.vocab empty for "
+                          "the checkpoint's own (from scratch: one built from data.train)")
+    try:
+        return read_vocabulary(path)
+    except ValueError as e:  # not a BERT vocab.txt
+        raise ConfigError(f"data.vocab: {e}") from None
+
+
 @dataclasses.dataclass
 class Corpus:
     """A run's data, read once: training examples (or TFRecord patterns), dev and test examples, tags, vocab."""
@@ -58,6 +69,7 @@ def load_corpus(config: Config) -> Corpus:
     if not config.data.train:
         raise ConfigError("data.train is empty: name the training file(s) in the config or with --set data.train=PATH")
     d = config.data
+    configured_vocabulary = read_configured_vocabulary(d.vocab) if d.vocab else None  # fails before the data read
     records = config.data.train if d.format == "tfrecord" else []
 
     def read(patterns):
@@ -82,7 +94,7 @@ def load_corpus(config: Config) -> Corpus:
                 "data.%s", split, ", ".join(getattr(d, split)), unseen, mentions, split,
             )
     if d.vocab:
-        vocabulary = read_vocabulary(d.vocab)
+        vocabulary = configured_vocabulary
     elif config.model.init != "scratch":
         vocabulary = read_vocabulary(checkpoint_lib.vocabulary_path(config.model.init))
     else:
