@@ -7,6 +7,7 @@ The package map, in pipeline order (README's layout table says the same):
     tokenizer.py                        the one character tokenizer, in graph, for training and serving
     checkpoint.py, model.py, crf.py     pretrained BERT -> BertBackbone; the tagger; our CRF layer
     encoder.py                          the backbone's forward pass through faster ops (same weights)
+    transpose.py                        a transpose oneDNN's graph rewrite leaves to TensorFlow's own kernel
     optimization.py, distribute.py      AdamW parameter groups and schedules; the tf.distribute strategy
     train.py, evaluate.py, metrics.py   python -m tfner.train / tfner.evaluate; seqeval scores
     inference.py, export.py             the serving graph (text in, spans out); python -m tfner.export

@@ -13,8 +13,8 @@ projection written as a 2-D `MatMul` + `BiasAdd`:
   per FLOP of a `MatMul` on the same CPU; here query, key and value are 2-D `MatMul`s against their
   kernels seen as [hidden, heads * head_dim] matrices (a reshape, no copy), and the scores and context are
   `BatchMatMul`s.
-- The heads' split and merge transpose the bits as integers (`_swap_axes_1_2`), which oneDNN's graph rewrite
-  leaves to TensorFlow's own, cheaper transpose.
+- The heads' split and merge go through `tfner.transpose`, which oneDNN's graph rewrite leaves to TensorFlow's
+  own, cheaper transpose.
 
 What is not rewritten is called as it is: the embeddings, LayerNorms and dropouts are the backbone's own
 layers, so their variables, seeds and checkpoint names are untouched. Any backbone `model.init` builds
@@ -33,6 +33,8 @@ import contextlib
 
 import keras_hub
 import tensorflow as tf
+
+from tfner.transpose import transpose
 
 
 def sequence_output(backbone, inputs: dict, training=False) -> tf.Tensor:
@@ -90,7 +92,7 @@ def _self_attention(attention, rows, batch, length, key_bias, training):
     # into one tensor every call (7 MB a layer for BERT-base) and measured slower at every size.
     def project(dense):
         projected = _dense(rows, dense.kernel, dense.bias, [-1, heads * head_dim])
-        return _swap_axes_1_2(tf.reshape(projected, [batch, length, heads, head_dim]))
+        return transpose(tf.reshape(projected, [batch, length, heads, head_dim]), [0, 2, 1, 3])
 
     q, k, v = (project(d) for d in (attention._query_dense, attention._key_dense, attention._value_dense))
     # Keras scales the query before the product, not the scores after it; the same here, for equal rounding.
@@ -99,31 +101,9 @@ def _self_attention(attention, rows, batch, length, key_bias, training):
     probabilities = tf.nn.softmax(scores)
     probabilities = attention._dropout_layer(probabilities, training=training)
     context = tf.matmul(probabilities, v)  # [B, heads, T, head_dim]
-    context = tf.reshape(_swap_axes_1_2(context), [-1, heads * head_dim])
+    context = tf.reshape(transpose(context, [0, 2, 1, 3]), [-1, heads * head_dim])
     output = attention._output_dense
     return _dense(context, output.kernel, output.bias, [heads * head_dim, -1])
-
-
-# Floats by the integers of their width: a transpose moves bits, so either dtype gives the same result.
-_SAME_WIDTH_INTEGER = {tf.float32: tf.int32, tf.bfloat16: tf.int16, tf.float16: tf.int16}
-
-
-@tf.custom_gradient
-def _swap_axes_1_2(x):
-    """[B, T, heads, head_dim] <-> [B, heads, T, head_dim], a transpose that oneDNN does not take over.
-
-    With oneDNN on, TensorFlow's graph rewrite turns a float `Transpose` into `_MklTranspose`, a oneDNN reorder
-    that costs more than TensorFlow's own (Eigen) transpose on attention's small tensors: a quarter of a
-    one-sentence serving call's op time on the demo model. The rewrite is for floats only, so the same bits are
-    moved as integers (`tf.bitcast` is free: it relabels the buffer). The gradient is the same swap.
-    """
-    def swap(tensor):
-        as_integer = _SAME_WIDTH_INTEGER.get(tensor.dtype)
-        if as_integer is None:  # float64: no rewrite to avoid
-            return tf.transpose(tensor, [0, 2, 1, 3])
-        return tf.bitcast(tf.transpose(tf.bitcast(tensor, as_integer), [0, 2, 1, 3]), tensor.dtype)
-
-    return swap(x), swap
 
 
 def _dense(rows, kernel, bias, kernel_shape=None):
