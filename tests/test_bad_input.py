@@ -574,10 +574,12 @@ CLI_ERRORS = [
      ["--config", "configs/tiny.yaml", "--set", "data.train=/nonexistent/train.bio"],
      "tfner.train: /nonexistent/train.bio: no such file"),
     ("train: a vocab file that is not there", "train",
-     ["--config", "configs/tiny.yaml", "--set", "data.train=/nonexistent/train.bio", "--set", "data.vocab=/nonexistent/vocab.txt"],
+     ["--config", "configs/tiny.yaml", "--set", "data.train=/nonexistent/train.bio",
+      "--set", "data.vocab=/nonexistent/vocab.txt"],  # read before the data: the vocab error comes first
      "tfner.train: data.vocab: /nonexistent/vocab.txt: no such file; name a BERT vocab.txt"),
     ("train: a vocab file without BERT's special tokens", "train",
-     ["--config", "configs/tiny.yaml", "--set", "data.train=/nonexistent/train.bio", "--set", "data.vocab=configs/tiny.yaml"],
+     ["--config", "configs/tiny.yaml", "--set", "data.train=/nonexistent/train.bio",
+      "--set", "data.vocab=configs/tiny.yaml"],
      "tfner.train: data.vocab: configs/tiny.yaml: vocabulary lacks [PAD], [UNK], [CLS], [SEP]"),
     ("client: zero timeout", "client", ["--server", "127.0.0.1:1", "--timeout", "0", "北京"], "timeout"),
 ]

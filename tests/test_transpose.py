@@ -21,7 +21,7 @@ def test_values_equal_tf_transpose(perm, dtype):
 
 
 @pytest.mark.parametrize("perm", PERMS, ids=str)
-def test_gradient_equals_tf_transposes(perm):
+def test_gradient_equals_tf_transposes_gradient(perm):
     x = tf.constant(np.random.default_rng(1).normal(size=[2, 3, 4, 5][: len(perm)]), tf.float32)
     weights = tf.constant(np.random.default_rng(2).normal(size=tf.transpose(x, perm).shape), tf.float32)
     gradients = []

@@ -21,7 +21,7 @@ _SAME_WIDTH_INTEGER = {tf.float32: tf.int32, tf.bfloat16: tf.int16, tf.float16: 
 
 def transpose(x: tf.Tensor, perm: list[int]) -> tf.Tensor:
     """`tf.transpose(x, perm)`, the same values and gradient; floats moved as integers of their width."""
-    if x.dtype not in _SAME_WIDTH_INTEGER:  # integers, booleans: oneDNN leaves them alone already
+    if x.dtype not in _SAME_WIDTH_INTEGER:  # float64, integers, booleans: oneDNN leaves them alone already
         return tf.transpose(x, perm)
     inverse = [int(axis) for axis in np.argsort(perm)]
 
