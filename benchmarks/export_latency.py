@@ -35,6 +35,8 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+import tfner  # noqa: E402,F401  (first: it turns oneDNN on, and TensorFlow reads that only when it loads)
 DEFAULT_TEXTS = os.path.join(os.environ.get("TFNER_DATA", os.path.join(REPO, "..", "shared", "data")),
                              "resume_ner", "test.char.bmes")
 LENGTHS = {"short": 20, "medium": 100, "long": 2000}
@@ -223,5 +225,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, REPO)
     sys.exit(main())

@@ -44,6 +44,8 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+import tfner  # noqa: E402,F401  (first: it turns oneDNN on, and TensorFlow reads that only when it loads)
 DATA = os.path.join(REPO, "..", "shared", "data")
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 

@@ -28,6 +28,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+import tfner  # noqa: E402,F401  (first: it turns oneDNN on, and TensorFlow reads that only when it loads)
 DATA = os.path.join(REPO, "..", "shared", "data")
 
 # Matrix products and their bias adds, under the names oneDNN's graph rewrites give them.

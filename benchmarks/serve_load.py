@@ -41,6 +41,8 @@ import urllib.request
 import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+import tfner  # noqa: E402,F401  (first: it turns oneDNN on, and TensorFlow reads that only when it loads)
 
 # Sentences of 8 to ~60 characters: place names, people, organisations, none.
 _PLACES = ["北京", "上海", "广州", "深圳", "杭州", "成都", "西安", "南京"]
@@ -245,7 +247,6 @@ def main(argv=None):
                         "(default); shared: no pinning.")
     args = p.parse_args(argv)
 
-    sys.path.insert(0, REPO_ROOT)
     from tfner.server import config as server_config
     from tfner.server.model_store import list_versions
 

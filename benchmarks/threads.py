@@ -23,6 +23,8 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+import tfner  # noqa: E402,F401  (first: it turns oneDNN on, and TensorFlow reads that only when it loads)
 DEFAULT_TEXTS = os.path.join(os.environ.get("TFNER_DATA", os.path.join(REPO, "..", "shared", "data")),
                              "resume_ner", "test.char.bmes")
 
@@ -57,7 +59,6 @@ def describe(setting: tuple) -> str:
 
 def child(args) -> int:
     """One setting: size the pools, load the export, then answer "go BATCH" lines with one pass's figures."""
-    sys.path.insert(0, REPO)
     from tfner.tf_threads import onednn_state, set_tf_threads
 
     pools = set_tf_threads(args.intra_op, args.inter_op) + f", oneDNN {onednn_state()}"  # before TensorFlow runs

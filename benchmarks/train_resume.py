@@ -65,6 +65,8 @@ import time
 import unicodedata
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+import tfner  # noqa: E402,F401  (first: it turns oneDNN on, and TensorFlow reads that only when it loads)
 DATA = os.path.join(REPO, "..", "shared", "data")
 DEFAULT_PEER_PYTHON = "/work/bench-venv/bin/python"
 
@@ -146,7 +148,7 @@ def run_tfner(args) -> dict:
     train_lib.Trainer.fit = fit_clock.wrap(train_lib.Trainer.fit)
     train_lib.Trainer.evaluate = eval_clock.wrap(train_lib.Trainer.evaluate)
     summary = train_lib.train(config)
-    tokens = summary["train_tokens_per_second"] * summary["train_seconds"]
+    tokens = summary["train_tokens"]
     module = load_run(config.run_dir)
     return {
         "side": "tfner",
@@ -746,7 +748,6 @@ def main(argv=None) -> int:
     args.config, args.vocab, args.data_dir = map(os.path.abspath, (args.config, args.vocab, args.data_dir))
 
     if args.side:  # a child
-        sys.path.insert(0, REPO)
         if args.side.startswith("tfner"):
             from tfner.tf_threads import set_tf_threads
 

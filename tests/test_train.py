@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 from tiny import REPO, run_python, tiny_config
 
+from tfner.config import load_config
 from tfner.distribute import make_strategy
 from tfner.train import Trainer, load_corpus
 
@@ -24,6 +25,10 @@ def test_tiny_run_learns_and_writes_everything(tiny_run):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
     assert os.listdir(os.path.join(run_dir, "logs"))  # TensorBoard event file
+    # Throughput is characters over step time; the count itself is given, so nobody rebuilds it from a rate.
+    config = load_config(os.path.join(run_dir, "config.yaml"))
+    assert 0 < summary["train_tokens"] <= summary["steps"] * config.train.batch_size * config.data.max_seq_length
+    assert summary["train_tokens_per_second"] == pytest.approx(summary["train_tokens"] / summary["step_seconds"])
 
 
 def _train_steps(strategy, tmp_dir, batch, steps=3):

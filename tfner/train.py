@@ -278,6 +278,7 @@ class TrainingLoop:
             "resumed_from_step": resumed_from,
             "train_seconds": time.time() - started,  # this process's fit: steps, scoring, checkpoints
             "step_seconds": step_seconds,  # train steps only (input pipeline and first-step tracing included)
+            "train_tokens": tokens_seen,  # characters tagged in this process's steps
             "train_tokens_per_second": tokens_seen / step_seconds if tokens_seen else None,
             "steps": int(self.step.numpy()),
         }
