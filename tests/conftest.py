@@ -20,6 +20,12 @@ import uuid
 
 import pytest
 
+# Before anything imports TensorFlow: tfner turns oneDNN on, which TensorFlow reads once, when it loads. Every tfner
+# command (the servers these fixtures start among them) runs that way; without it, on CPUs where TensorFlow leaves
+# oneDNN off by itself (AVX2, no AVX-512), the in-process references ran Eigen's kernels and differed from the
+# served answers in the last bits of the scores.
+import tfner  # noqa: F401,E402
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Quiet TF's C++ start-up chatter in every subprocess; keep errors.
