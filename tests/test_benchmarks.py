@@ -146,3 +146,21 @@ def test_train_resume_steps_child_trains_under_the_configured_precision(tmp_path
     assert "tfner train steps: Keras policy mixed_bfloat16" in lines and "ready" in lines, result.stdout
     measured = json.loads(lines[-1])
     assert measured["tokens"] > 0 and measured["seconds"] > 0, measured
+
+
+def test_epoch_starts_times_every_epoch_after_the_first_on_both_input_paths():
+    resume = os.path.join(SHARED_DATA, "resume_ner")
+    for input_path in ("fit", "strategy"):
+        result = subprocess.run(
+            [sys.executable, os.path.join(REPO, "benchmarks", "epoch_starts.py"), "--config",
+             os.path.join(REPO, "configs", "tiny.yaml"), "--epochs", "3", "--input", input_path,
+             "--set", f"data.train={resume}/dev.char.bmes", "--set", f"data.dev={resume}/test.char.bmes",
+             "--set", "train.batch_size=64"],
+            capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        rows = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+        assert rows["input"].startswith(f"{input_path};"), result.stdout
+        starts = rows["epoch starts (s, ask for batches -> first step done)"].split()
+        assert len(starts) == 2 and all(float(s) > 0 for s in starts), result.stdout  # epochs 2 and 3
+        assert 0 <= float(rows["best dev F1"]) <= 1, result.stdout

@@ -14,6 +14,9 @@ import pytest
 
 from conftest import REPO_ROOT, SUBPROCESS_ENV
 
+# The children's environment without the variable: pytest's own `import tfner` set it in this process.
+ENV_WITHOUT_THE_SETTING = {k: v for k, v in SUBPROCESS_ENV.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+
 IMPORT_TFNER_THEN_TENSORFLOW = """
 import os
 import tfner
@@ -25,7 +28,7 @@ print(os.environ["TF_ENABLE_ONEDNN_OPTS"], onednn_state())
 
 @pytest.mark.parametrize("users_setting, expected", [(None, "1 on"), ("0", "0 off"), ("1", "1 on")])
 def test_onednn_is_on_unless_the_environment_says_otherwise(users_setting, expected):
-    env = {k: v for k, v in SUBPROCESS_ENV.items() if k != "TF_ENABLE_ONEDNN_OPTS"}  # pytest's own tfner set it
+    env = dict(ENV_WITHOUT_THE_SETTING)
     if users_setting is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = users_setting
     done = subprocess.run([sys.executable, "-c", IMPORT_TFNER_THEN_TENSORFLOW], capture_output=True, text=True,
@@ -53,8 +56,7 @@ print(os.environ.get("TF_ENABLE_ONEDNN_OPTS"), "tensorflow" in sys.modules)
 
 @pytest.mark.parametrize("script", BENCHMARKS, ids=os.path.basename)
 def test_benchmarks_that_load_tensorflow_turn_onednn_on_when_they_load(script):
-    env = {k: v for k, v in SUBPROCESS_ENV.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    done = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, script], capture_output=True, text=True, env=env,
-                          cwd=REPO_ROOT, timeout=300)
+    done = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, script], capture_output=True, text=True,
+                          env=ENV_WITHOUT_THE_SETTING, cwd=REPO_ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "False"]  # set, and TensorFlow not loaded yet: it reads the setting then

@@ -43,6 +43,27 @@ def _train_steps(strategy, tmp_dir, batch, steps=3):
     return losses, trainer.model.emission.kernel.numpy()
 
 
+def test_one_cpu_iterates_the_epoch_pipeline_itself_without_autotuning(tmp_path):
+    """On one CPU, fit() iterates each epoch's tf.data pipeline without the strategy's input layer or tf.data's
+    autotuning (dropping an epoch's iterator waited for their threads), and gets the batches that layer gives."""
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    config = tiny_config(str(tmp_path), ["train.batch_size=4"])
+    trainer = Trainer(config, load_corpus(config), strategy)
+    epoch = trainer.epoch_dataset(1, 2)
+    assert isinstance(epoch, tf.data.Dataset)
+    assert epoch.options().autotune.enabled is False
+    through_the_strategy = strategy.distribute_datasets_from_function(
+        lambda context: trainer.replica_dataset(context, 1).skip(2))
+    compared = 0
+    for ours, theirs in zip(epoch.take(3), through_the_strategy):
+        for a, b in zip(tf.nest.flatten(ours), tf.nest.flatten(theirs), strict=True):
+            np.testing.assert_array_equal(a, b)
+        compared += 1
+    assert compared == 3
+    mirrored = Trainer(config, load_corpus(config), tf.distribute.MirroredStrategy(["/cpu:0"]))
+    assert isinstance(mirrored.epoch_dataset(0, 0), tf.distribute.DistributedDataset)
+
+
 def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
     """MirroredStrategy over 2 logical CPUs: same losses and weights as one device on the same global batch."""
     code = f"""

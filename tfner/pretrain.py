@@ -107,7 +107,7 @@ class MaskedLMTrainer(TrainingLoop):
                                   reduce_retracing=True)
 
     # ---- data ----------------------------------------------------------------------------------------------
-    def epoch_dataset(self, epoch: int, skip: int) -> tf.distribute.DistributedDataset:
+    def epoch_dataset(self, epoch: int, skip: int) -> tf.data.Dataset | tf.distribute.DistributedDataset:
         config, seed = self.config, self.config.train.seed
 
         def dataset_fn(context: tf.distribute.InputContext):
@@ -128,7 +128,7 @@ class MaskedLMTrainer(TrainingLoop):
             )
             return batches.skip(skip)
 
-        return self.strategy.distribute_datasets_from_function(dataset_fn)
+        return self.distribute(dataset_fn)
 
     # ---- one step -------------------------------------------------------------------------------------------
     def replica_loss(self, batch):

@@ -116,6 +116,18 @@ def random_states(model: keras.Model) -> dict:
     return {f"seed_generator_{i}": generator.state for i, generator in enumerate(generators)}
 
 
+_WITHOUT_AUTOTUNE = tf.data.Options()
+_WITHOUT_AUTOTUNE.autotune.enabled = False
+
+
+def _runs_on_one_cpu(strategy: tf.distribute.Strategy) -> bool:
+    """Whether the strategy is one_device on this host's CPU (train.distribute=one_device or auto, no GPU)."""
+    if not isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        return False
+    (device,) = strategy.extended.worker_devices
+    return tf.DeviceSpec.from_string(device).device_type == "CPU"
+
+
 class TrainingLoop:
     """Steps over epochs under a tf.distribute strategy, with checkpoints, exact resume, progress and TensorBoard.
 
@@ -124,8 +136,8 @@ class TrainingLoop:
     `build_optimizers` and then `track(...)` with what its checkpoints hold besides the optimizers and the
     step, and provides:
 
-    - `epoch_dataset(epoch, skip)`: that epoch's distributed batches from batch `skip` on, a function of the
-      seed and the epoch only, so a resumed run sees the batches an uninterrupted one would;
+    - `epoch_dataset(epoch, skip)`: that epoch's batches from batch `skip` on, through `distribute`, a function
+      of the seed and the epoch only, so a resumed run sees the batches an uninterrupted one would;
     - `replica_loss(batch)`: (loss scaled for the global batch, tokens) of one replica's batch;
     - `end_epoch(record)`: scores the model after an epoch and keeps the best; figures added to record go
       to history.json and TensorBoard (`dev_f1` as `dev/f1`);
@@ -211,8 +223,26 @@ class TrainingLoop:
 
         return train_step
 
+    # ---- data ----------------------------------------------------------------------------------------------
+    def distribute(self, dataset_fn) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+        """An epoch's batches for fit() from `dataset_fn(input_context)`, one replica's tf.data pipeline.
+
+        fit() drops each epoch's iterator when the next epoch begins, and dropping one waited for tf.data's
+        autotuning threads: stalls of up to 40 s at epoch starts on a 2-core CPU (benchmarks/README.md, "The
+        epoch-start stall"; benchmarks/epoch_starts.py measures them). So the pipelines run without autotuning
+        (their parallel maps take one call a core, their prefetch buffers still grow on demand), and on a single
+        CPU device they are iterated as they are: the strategy's input layer would add a second pipeline, which
+        autotunes regardless, only to copy host tensors to the host.
+        """
+        def replica_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            return dataset_fn(context).with_options(_WITHOUT_AUTOTUNE)
+
+        if _runs_on_one_cpu(self.strategy):
+            return replica_dataset(tf.distribute.InputContext())
+        return self.strategy.distribute_datasets_from_function(replica_dataset)
+
     # ---- hooks ----------------------------------------------------------------------------------------------
-    def epoch_dataset(self, epoch: int, skip: int) -> tf.distribute.DistributedDataset:
+    def epoch_dataset(self, epoch: int, skip: int) -> tf.data.Dataset | tf.distribute.DistributedDataset:
         raise NotImplementedError
 
     def end_epoch(self, record: dict) -> None:
@@ -333,10 +363,8 @@ class Trainer(TrainingLoop):
             repeat=True,
         )
 
-    def epoch_dataset(self, epoch: int, skip: int) -> tf.distribute.DistributedDataset:
-        return self.strategy.distribute_datasets_from_function(
-            lambda context: self.replica_dataset(context, epoch).skip(skip)
-        )
+    def epoch_dataset(self, epoch: int, skip: int) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+        return self.distribute(lambda context: self.replica_dataset(context, epoch).skip(skip))
 
     # ---- one step -------------------------------------------------------------------------------------------
     def replica_loss(self, batch):
