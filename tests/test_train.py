@@ -14,7 +14,8 @@ from tiny import REPO, run_python, tiny_config
 
 from tfner.config import load_config
 from tfner.distribute import make_strategy
-from tfner.train import Trainer, load_corpus
+from tfner.optimization import AdamW
+from tfner.train import Trainer, clipped, load_corpus
 
 
 def test_tiny_run_learns_and_writes_everything(tiny_run):
@@ -31,11 +32,12 @@ def test_tiny_run_learns_and_writes_everything(tiny_run):
     assert summary["train_tokens_per_second"] == pytest.approx(summary["train_tokens"] / summary["step_seconds"])
 
 
-def _train_steps(strategy, tmp_dir, batch, steps=3):
+def _train_steps(strategy, tmp_dir, batch, steps=3, clip_norm=1.0):
     keras.utils.set_random_seed(1)
     # No dropout: replicas draw their own masks. Small steps: Adam turns float rounding in near-zero gradients
-    # into whole steps, so the losses of 3 steps agree to 1e-3 at these rates, not at the tiny model's own.
-    config = tiny_config(tmp_dir, ["model.dropout=0", "train.learning_rate=5e-3", "train.head_learning_rate=1e-2"])
+    # into whole steps.
+    config = tiny_config(tmp_dir, ["model.dropout=0", "train.learning_rate=5e-3", "train.head_learning_rate=1e-2",
+                                   f"train.clip_norm={clip_norm}"])
     trainer = Trainer(config, load_corpus(config), strategy)
     train_step = trainer.make_train_step()
     iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat(steps)))
@@ -65,7 +67,8 @@ def test_one_cpu_iterates_the_epoch_pipeline_itself_without_autotuning(tmp_path)
 
 
 def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
-    """MirroredStrategy over 2 logical CPUs: same losses and weights as one device on the same global batch."""
+    """MirroredStrategy over 2 logical CPUs: same losses and weights as one device on the same global batch,
+    with a gradient clip that bites (each replica clipping its own half-batch's gradients did not match)."""
     code = f"""
 import json, sys
 import tensorflow as tf
@@ -82,18 +85,22 @@ tokenizer = Trainer(config, corpus, tf.distribute.OneDeviceStrategy("/cpu:0")).t
 examples = data.split_long(corpus.train, 30)
 batches = data.batch_dataset(data.examples_dataset(examples, corpus.tag_set), tokenizer, 16, 32)
 batch = next(b for b in batches if b[0]["token_ids"].shape[0] == 16)
-one = _train_steps(tf.distribute.OneDeviceStrategy("/cpu:0"), {str(tmp_path / "one")!r}, batch)
-two = _train_steps(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), {str(tmp_path / "two")!r}, batch)
-print(json.dumps({{"one": one[0], "two": two[0], "max_weight_diff": float(abs(one[1] - two[1]).max()),
-                  "batch": int(batch[0]["token_ids"].shape[0])}}))
+one = _train_steps(tf.distribute.OneDeviceStrategy("/cpu:0"), {str(tmp_path / "one")!r}, batch, clip_norm=0.01)
+two = _train_steps(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), {str(tmp_path / "two")!r}, batch,
+                   clip_norm=0.01)
+unclipped = _train_steps(tf.distribute.OneDeviceStrategy("/cpu:0"), {str(tmp_path / "free")!r}, batch, clip_norm=0)
+print(json.dumps({{"one": one[0], "two": two[0], "unclipped": unclipped[0],
+                  "max_weight_diff": float(abs(one[1] - two[1]).max()), "batch": int(batch[0]["token_ids"].shape[0])}}))
 """
     result = run_python(code)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["batch"] == 16
-    # The first loss is one forward pass; later ones follow Adam steps, which amplify float rounding a little.
-    np.testing.assert_allclose(out["one"][0], out["two"][0], rtol=1e-6)
-    np.testing.assert_allclose(out["one"], out["two"], rtol=1e-3)
+    # The clip bites: without it the same steps end elsewhere (by ~2e-2 relative; per-replica clipping, by ~5e-3).
+    assert abs(out["unclipped"][1] - out["one"][1]) > 1e-3 * out["one"][1]
+    # The sums of the two half-batches' gradients differ from one device's in float rounding only.
+    np.testing.assert_allclose(out["one"], out["two"], rtol=1e-5)
+    assert out["max_weight_diff"] < 1e-5
     assert out["one"][0] > out["one"][-1]  # the steps really trained
 
 
@@ -136,21 +143,44 @@ def test_tpu_without_a_tpu_fails_clearly():
         make_strategy("tpu")
 
 
+def test_clipping_under_loss_scaling_measures_the_true_gradients():
+    """Under mixed_float16 the step holds the scaled loss's gradients: the clip applies to them unscaled."""
+    variable = tf.Variable([0.0, 0.0])
+    plain = AdamW(learning_rate=1e-3)
+    scaled = keras.optimizers.LossScaleOptimizer(AdamW(learning_rate=1e-3))
+    for optimizer in (plain, scaled):
+        optimizer.build([variable])
+    gradient = tf.constant([3.0, 4.0])  # norm 5
+    np.testing.assert_allclose(clipped([gradient, None], 1.0, plain)[0], [0.6, 0.8], rtol=1e-6)
+    scale = float(scaled.dynamic_scale)
+    assert scale > 1
+    np.testing.assert_allclose(clipped([gradient * scale], 1.0, scaled)[0], [0.6 * scale, 0.8 * scale], rtol=1e-6)
+    small = clipped([gradient * scale], 10.0, scaled)[0]  # true norm 5 < 10: unchanged
+    np.testing.assert_allclose(small, gradient * scale, rtol=1e-6)
+
+
 def test_multi_worker_without_tf_config_fails_clearly(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="needs TF_CONFIG"):
         make_strategy("multi_worker")
 
 
-def test_mixed_precision_keeps_the_crf_in_float32(tmp_path):
+def test_mixed_precision_keeps_the_crf_in_float32_and_scales_the_loss(tmp_path):
     try:
         keras.mixed_precision.set_global_policy("mixed_float16")
         config = tiny_config(str(tmp_path), ["train.mixed_precision=mixed_float16"])
         trainer = Trainer(config, load_corpus(config), tf.distribute.OneDeviceStrategy("/cpu:0"))
         train_step = trainer.make_train_step()
         iterator = iter(trainer.epoch_dataset(0, 0))
-        losses = [float(train_step(iterator)[0]) for _ in range(3)]
+        losses = [float(train_step(iterator)[0]) for _ in range(6)]
         assert all(np.isfinite(losses))
+        # Dynamic loss scaling: steps whose float16 gradients overflow are skipped and lower the scale
+        # (Keras starts at 2**15); the others are applied.
+        for optimizer, variables in trainer.parameter_groups.values():
+            assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            assert float(optimizer.dynamic_scale) <= 2.0 ** 15
+            assert int(optimizer.inner_optimizer.iterations) >= 1
+            assert all(np.isfinite(v.numpy()).all() for v in variables)
         assert trainer.model.backbone.get_layer("token_embedding").compute_dtype == "float16"
         assert trainer.model.crf.transitions.dtype == "float32"
         emissions = trainer.model(trainer.tokenizer.pack(trainer.tokenizer(tf.constant(["王伟"])), 4))

@@ -40,7 +40,25 @@ class AdamW(keras.optimizers.AdamW):
     same arithmetic (m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w -= lr sqrt(1 - b2^t) / (1 - b1^t)
     m / (sqrt(v) + eps)) in one multi-threaded pass. The slots, their names and the decoupled weight decay
     are Keras', so checkpoints are interchangeable with keras.optimizers.AdamW's.
+
+    `sums_replicas=False` is for a train step that sums the replicas' gradients itself (tfner.train clips
+    the sum by its global norm, as one device would): Keras would otherwise sum the already summed gradients
+    again inside `apply_gradients`.
     """
+
+    def __init__(self, *args, sums_replicas: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sums_replicas = sums_replicas
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # Keras' hook (keras/src/backend/tensorflow/optimizer.py) between apply_gradients and the updates;
+        # tests/test_train.py's mirrored-against-one-device test fails if a Keras release stops calling it.
+        if self.sums_replicas:
+            return super()._all_reduce_sum_gradients(grads_and_vars)
+        return list(grads_and_vars)
+
+    def get_config(self):
+        return {**super().get_config(), "sums_replicas": self.sums_replicas}
 
     def update_step(self, gradient, variable, learning_rate):
         if self.amsgrad:
@@ -64,7 +82,11 @@ def _handle(variable):
 
 
 def make_optimizers(config: TrainConfig, total_steps: int) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
-    """(backbone optimizer, head optimizer), both AdamW on the same warmup/decay shape."""
+    """(backbone optimizer, head optimizer), both AdamW on the same warmup/decay shape.
+
+    They apply the gradients they are given: tfner.train's step sums the replicas' gradients before it clips
+    them. Under the mixed_float16 policy each is wrapped in Keras' LossScaleOptimizer (dynamic loss scaling:
+    float16 gradients would otherwise underflow to 0)."""
     warmup = int(total_steps * config.warmup_ratio)
     optimizers = []
     for name, peak in (("backbone", config.learning_rate), ("head", config.head_learning_rate)):
@@ -73,7 +95,10 @@ def make_optimizers(config: TrainConfig, total_steps: int) -> tuple[keras.optimi
             weight_decay=config.weight_decay,
             epsilon=1e-6,
             name=f"{name}_adamw",
+            sums_replicas=False,
         )
         optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
         optimizers.append(optimizer)
     return tuple(optimizers)

@@ -116,6 +116,33 @@ def random_states(model: keras.Model) -> dict:
     return {f"seed_generator_{i}": generator.state for i, generator in enumerate(generators)}
 
 
+def summed_over_replicas(gradients: list) -> list:
+    """The replicas' gradients summed (call in a replica context): the gradient of the global batch's loss.
+
+    Summed here rather than in the optimizers, because clipping by the global norm must see the sum: each
+    replica clipping its own share would clip N replicas' training up to N times more weakly than one device's
+    on the same global batch.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return gradients
+    present = [g for g in gradients if g is not None]
+    summed = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
+    return [None if g is None else next(summed) for g in gradients]
+
+
+def clipped(gradients: list, clip_norm: float, optimizer: keras.optimizers.Optimizer) -> list:
+    """Gradients scaled down to a global norm of at most `clip_norm`, measured without the loss scale.
+
+    Under mixed_float16 the gradients are those of the scaled loss, which the LossScaleOptimizer divides by
+    its scale later; clipping them at clip_norm x scale clips the true gradients at clip_norm. A step whose
+    gradients are not finite stays not finite, so the LossScaleOptimizer skips it and lowers its scale.
+    """
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        clip_norm = clip_norm * tf.cast(optimizer.dynamic_scale, tf.float32)
+    return tf.clip_by_global_norm(gradients, clip_norm)[0]
+
+
 _WITHOUT_AUTOTUNE = tf.data.Options()
 _WITHOUT_AUTOTUNE.autotune.enabled = False
 
@@ -208,10 +235,10 @@ class TrainingLoop:
                 for optimizer, _ in groups:
                     targets.append(optimizer.scale_loss(loss))
             for (optimizer, variables), target in zip(groups, targets):
-                gradients = tape.gradient(target, variables)
+                gradients = summed_over_replicas(tape.gradient(target, variables))
                 if clip:
-                    gradients, _ = tf.clip_by_global_norm(gradients, clip)
-                optimizer.apply_gradients(zip(gradients, variables))
+                    gradients = clipped(gradients, clip, optimizer)
+                optimizer.apply_gradients(zip(gradients, variables))  # they are summed already (make_optimizers)
             del tape
             return loss, tokens
 
