@@ -86,10 +86,20 @@ examples = data.split_long(corpus.train, 30)
 batches = data.batch_dataset(data.examples_dataset(examples, corpus.tag_set), tokenizer, 16, 32)
 batch = next(b for b in batches if b[0]["token_ids"].shape[0] == 16)
 one = _train_steps(tf.distribute.OneDeviceStrategy("/cpu:0"), {str(tmp_path / "one")!r}, batch, clip_norm=0.01)
-two = _train_steps(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), {str(tmp_path / "two")!r}, batch,
-                   clip_norm=0.01)
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # one instance: collectives key by it
+two = _train_steps(mirrored, {str(tmp_path / "two")!r}, batch, clip_norm=0.01)
 unclipped = _train_steps(tf.distribute.OneDeviceStrategy("/cpu:0"), {str(tmp_path / "free")!r}, batch, clip_norm=0)
-print(json.dumps({{"one": one[0], "two": two[0], "unclipped": unclipped[0],
+# AdamW's first moment after one step is (1 - beta_1) x the gradient it applied: did it sum the replicas' again?
+from tfner.optimization import AdamW
+moments = {{}}
+for sums in (True, False):
+    with mirrored.scope():
+        variable = tf.Variable([0.0, 0.0])
+        optimizer = AdamW(learning_rate=1e-3, sums_replicas=sums)
+        optimizer.build([variable])
+    tf.function(lambda: mirrored.run(lambda: optimizer.apply_gradients([(tf.constant([1.0, 2.0]), variable)])))()
+    moments[str(sums)] = optimizer._momentums[0].numpy().tolist()
+print(json.dumps({{"one": one[0], "two": two[0], "unclipped": unclipped[0], "moments": moments,
                   "max_weight_diff": float(abs(one[1] - two[1]).max()), "batch": int(batch[0]["token_ids"].shape[0])}}))
 """
     result = run_python(code)
@@ -102,6 +112,9 @@ print(json.dumps({{"one": one[0], "two": two[0], "unclipped": unclipped[0],
     np.testing.assert_allclose(out["one"], out["two"], rtol=1e-5)
     assert out["max_weight_diff"] < 1e-5
     assert out["one"][0] > out["one"][-1]  # the steps really trained
+    # Keras sums the replicas' gradients in the optimizer's hook, which tfner's step does itself beforehand.
+    np.testing.assert_allclose(out["moments"]["True"], [0.2, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(out["moments"]["False"], [0.1, 0.2], rtol=1e-6)
 
 
 def _free_port():

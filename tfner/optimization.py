@@ -52,7 +52,7 @@ class AdamW(keras.optimizers.AdamW):
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         # Keras' hook (keras/src/backend/tensorflow/optimizer.py) between apply_gradients and the updates;
-        # tests/test_train.py's mirrored-against-one-device test fails if a Keras release stops calling it.
+        # tests/test_train.py's mirrored test checks that Keras still sums there and that this skips it.
         if self.sums_replicas:
             return super()._all_reduce_sum_gradients(grads_and_vars)
         return list(grads_and_vars)
