@@ -127,6 +127,8 @@ def summed_over_replicas(gradients: list) -> list:
     if context is None or context.num_replicas_in_sync == 1:
         return gradients
     present = [g for g in gradients if g is not None]
+    if not present:  # a group none of whose variables the loss reaches
+        return gradients
     summed = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
     return [None if g is None else next(summed) for g in gradients]
 
