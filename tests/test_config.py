@@ -20,6 +20,16 @@ def test_defaults_then_file_then_overrides(tmp_path):
     assert config.export_dir == "export/ner"
 
 
+def test_string_fields_keep_what_was_written(tmp_path):
+    """YAML 1.1 reads 010 as 8, 2024_12_07 as 20241207 and 0x1F as 31; a string field keeps the text."""
+    path = write(tmp_path, "run_dir: 2024_12_07\nexport:\n  model_name: 010\ntrain:\n  epochs: 0x3\n")
+    config = load_config(path, ["data.vocab=0x1F"])
+    assert (config.run_dir, config.export.model_name, config.data.vocab) == ("2024_12_07", "010", "0x1F")
+    assert config.export_dir == "export/010"
+    assert config.train.epochs == 3 and type(config.train.epochs) is int  # number fields stay plain numbers
+    assert load_config(None, ["export.model_name=007", "train.epochs=4"]).export.model_name == "007"
+
+
 @pytest.mark.parametrize(
     "text, overrides, message",
     [

@@ -25,6 +25,11 @@ def test_conll_space_and_tab_separated(tmp_path):
     ]
 
 
+def test_conll_trailing_whitespace_after_the_tag_is_not_part_of_it(tmp_path):
+    path = write(tmp_path, "a.bio", "张\tB-PER \n三\tI-PER\t\n在 O  \n")
+    assert data.read_examples(path) == [data.Example("张三在", (Span(0, 2, "PER"),))]
+
+
 def test_conll_ill_formed_tags_are_repaired_and_counted(tmp_path, caplog):
     path = write(tmp_path, "a.bmes", "深 M-ORG\n圳 E-ORG\n人 O\n")
     with caplog.at_level(logging.WARNING):
@@ -39,6 +44,7 @@ def test_conll_ill_formed_tags_are_repaired_and_counted(tmp_path, caplog):
         ("a.bio", "张 B-PER\n三三 I-PER\n", "a.bio:2: expected one character"),
         ("a.bio", "张 B-PER\n三 X-PER\n", "a.bio:2: unknown tag 'X-PER'"),
         ("a.bio", "张B-PER\n", "a.bio:1: expected one character"),
+        ("a.bio", "张\tB-JOB TITLE\n", "a.bio:1: tag 'B-JOB TITLE' holds whitespace; an entity type is one word"),
         ("a.bio", "\n\n", "a.bio: the file is empty"),
         ("a.json", '{"text": "北京", "label": {"LOC": {"北京": [[0, 2]]}}}\n', "a.json:1: entity 'LOC' [0, 3) is outside"),
         ("a.json", '{"text": "北京", "label": {"LOC": {"上海": [[0, 1]]}}}\n', "reads '北京', not '上海'"),
@@ -172,6 +178,36 @@ def test_tfrecord_round_trip(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     back = data.read_tfrecords([str(tmp_path / "train.tfrecord-*")])
     assert sorted(back, key=lambda e: e.text) == sorted(EXAMPLES, key=lambda e: e.text)
+
+
+def test_tfrecord_shards_of_two_writers_read_through_their_own_tag_sets(tmp_path):
+    """Each prefix's shards hold ids of the tag set written beside them; ids of one read with the other's set
+    would turn LOC into ORG."""
+    data.write_tfrecords([data.Example("北京", (Span(0, 2, "LOC"),))], TagSet(["LOC", "PER"]), str(tmp_path / "a"))
+    data.write_tfrecords([data.Example("李四", (Span(0, 2, "PER"),))], TagSet(["ORG", "PER"]), str(tmp_path / "b"))
+    back = data.read_tfrecords([str(tmp_path / "a.tfrecord-*"), str(tmp_path / "b.tfrecord-*")])
+    assert back == [data.Example("北京", (Span(0, 2, "LOC"),)), data.Example("李四", (Span(0, 2, "PER"),))]
+
+
+def test_one_steps_replicas_get_batches_of_one_bucket():
+    """Two replicas fed by one pipeline (mirrored GPUs, a TPU host) take consecutive batches: they come from one
+    length bucket, so under static shapes (TPU) they have one shape."""
+    tag_set, tokenizer = _tools()
+    examples = [data.Example("张" * n, ()) for n in (3, 20, 4, 21, 5, 19, 6, 18)]  # <= 8 and 17-24 tokens
+    context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0, num_replicas_in_sync=2)
+    assert data.replicas_per_pipeline(context) == 2
+    for static_shapes in (True, False):
+        batches = data.batch_dataset(data.examples_dataset(examples, tag_set), tokenizer, 2, 64,
+                                     static_shapes=static_shapes, input_context=context)
+        lengths = [sorted(f["padding_mask"].numpy().sum(axis=1)) for f, _ in batches]
+        assert len(lengths) == 4 and all(len(batch) == 2 for batch in lengths)
+        steps = [sorted(lengths[i] + lengths[i + 1]) for i in (0, 2)]
+        assert sorted(steps) == [[5, 6, 7, 8], [20, 21, 22, 23]], steps  # [CLS] and [SEP] counted
+        if static_shapes:
+            shapes = [f["token_ids"].shape for f, _ in batches]
+            assert shapes[0] == shapes[1] and shapes[2] == shapes[3]
+    alone = data.batch_dataset(data.examples_dataset(examples, tag_set), tokenizer, 2, 64)
+    assert [f["token_ids"].shape[0] for f, _ in alone] == [2, 2, 2, 2]
 
 
 WEIBO_LIKE = "我 O\n\ufffd\ufffd O\n在 O\n北 B-GPE.NAM\n京 I-GPE.NAM\n\n\ufffd\ufffd O\n好 O\n"  # Weibo NER's tags

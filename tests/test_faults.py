@@ -98,6 +98,8 @@ def test_killed_again_and_again_ends_as_an_uninterrupted_run(tiny_run, tmp_path)
     assert run.finish(run.start("checkpoint_write:1")) == KILLED, run.log()[-3000:]
     assert "resumed from" in run.log() and "ckpt-10 at step 10" in run.log()
     assert os.path.exists(os.path.join(run.checkpoints, "ckpt-20.index")) and run.recorded() == ["ckpt-10"]
+    # The epoch's record is written before its checkpoint: killed after the checkpoint, it would be lost.
+    assert [h["epoch"] for h in json.load(open(os.path.join(run.run_dir, "history.json")))] == [1]
 
     # 3. A real SIGKILL at a random moment of epoch 2 (after checkpoint 20 is listed).
     delay = rng.uniform(0.0, 1.5)

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfner.optimization import NO_DECAY, AdamW, WarmupLinearDecay
@@ -37,3 +38,17 @@ def test_fused_update_equals_keras_adamw():
     for got, want in zip(ours, keras_own):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
     assert not np.allclose(ours[0], _run(AdamW, steps=0)[0])  # the updates did move the weights
+
+
+@pytest.mark.parametrize(
+    "warmup, total, rates",
+    [
+        (0, 4, [1.0, 0.75, 0.5, 0.25]),  # no warmup: the first update at the peak, the last one not at 0
+        (0, 1, [1.0]),  # train.max_steps=1 trains
+        (3, 8, [1 / 3, 2 / 3, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]),
+        (10, 5, [0.1, 0.2, 0.3, 0.4, 0.5]),  # warmup longer than the run: it never reaches the peak
+    ],
+)
+def test_warmup_then_linear_decay_gives_every_update_a_rate(warmup, total, rates):
+    schedule = WarmupLinearDecay(1.0, warmup, total)
+    np.testing.assert_allclose([float(schedule(step)) for step in range(total)], rates, rtol=1e-6)

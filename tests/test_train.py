@@ -117,6 +117,59 @@ print(json.dumps({{"one": one[0], "two": two[0], "unclipped": unclipped[0], "mom
     np.testing.assert_allclose(out["moments"]["False"], [0.1, 0.2], rtol=1e-6)
 
 
+def test_resume_under_two_replicas_takes_up_the_batches_where_they_were(tmp_path):
+    """A step of 2 mirrored replicas takes two batches of the one pipeline: resuming at step 3 skips 6 of them,
+    so steps 3-5 of a resumed epoch are those of an uninterrupted one."""
+    code = f"""
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, "tests")
+from tiny import tiny_config
+from tfner.train import Trainer, load_corpus
+config = tiny_config({str(tmp_path)!r}, ["train.batch_size=4"])
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+trainer = Trainer(config, load_corpus(config), strategy)
+
+def steps(skip, count):
+    iterator = iter(trainer.epoch_dataset(1, skip))
+    return [[t.numpy().tolist() for t in strategy.experimental_local_results(next(iterator)[0]["token_ids"])]
+            for _ in range(count)]
+
+print(json.dumps({{"uninterrupted": steps(0, 6), "resumed": steps(3, 3)}}))
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert all(len(step) == 2 for step in out["uninterrupted"])  # each step: one batch for each replica
+    assert out["resumed"] == out["uninterrupted"][3:]
+
+
+def test_an_epoch_covers_every_piece_and_tfrecords_train_through_the_runs_tags(tmp_path):
+    """Training splits sentences longer than a window, and an epoch counts the pieces. TFRecord shards go the
+    same way, their ids read through the tag set written beside them, not taken as the run's own ids."""
+    from tfner import data
+    from tfner.labels import Span, TagSet, tags_to_spans
+
+    long_sentence = data.Example("王伟" + "在" * 40 + "北京大学", (Span(0, 2, "PER"), Span(42, 46, "ORG")))
+    examples = [long_sentence] + [data.Example("李四去了北京大学。", (Span(0, 2, "PER"), Span(4, 8, "ORG")))] * 7
+    data.write_tfrecords(examples, TagSet(["LOC", "ORG", "PER"]), str(tmp_path / "train"), num_shards=2)
+    config = tiny_config(str(tmp_path), ["data.format=tfrecord", f"data.train={tmp_path / 'train.tfrecord-*'}",
+                                         "data.dev=", "data.test=", "train.batch_size=2", "train.max_steps=3"])
+    corpus = load_corpus(config)
+    assert corpus.tag_set.labels == ["ORG", "PER"]  # no LOC in the data: the writer's ids would be off
+    trainer = Trainer(config, corpus, tf.distribute.OneDeviceStrategy("/cpu:0"))
+    pieces = data.split_long(corpus.train, config.data.max_seq_length - 2)
+    assert len(pieces) == 9 and trainer.steps_per_epoch == 5  # 9 pieces in batches of 2; 8 sentences
+    read_back = []
+    for element in trainer.train_source:
+        tags = [corpus.tag_set.tags[i] for i in element["tags"].numpy()]
+        read_back.append(data.Example(element["text"].numpy().decode(), tuple(tags_to_spans(tags)[0])))
+    assert sorted(read_back, key=repr) == sorted(pieces, key=repr)
+    assert trainer.fit()["steps"] == 3  # ids inside the run's tag set (the writer's went out of range on CPU)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -27,8 +27,12 @@ TINY_OVERRIDES = [
 ]
 
 
-def tiny_config(tmp_dir: str, overrides: list[str] = (), sizes=(320, 64, 64)) -> Config:
-    """A Config for the tiny model on a small demo corpus written under tmp_dir/data."""
+def tiny_config(tmp_dir: str, overrides: list[str] = (), sizes=(315, 64, 64)) -> Config:
+    """A Config for the tiny model on a small demo corpus written under tmp_dir/data.
+
+    315 training sentences are 320 pieces at max_seq_length 32 (5 are split): 20 steps of 16 an epoch, which
+    tests/test_faults.py counts on.
+    """
     paths = demo.write_corpus(os.path.join(tmp_dir, "data"), sizes=sizes)
     config = load_config(demo.DEMO_CONFIG, [
         f"run_dir={os.path.join(tmp_dir, 'run')}",

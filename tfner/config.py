@@ -20,6 +20,32 @@ class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key and the source."""
 
 
+class _Int(int):
+    """A YAML integer that remembers how it was written (010, 2024_12_07, 0x1F) for fields that are strings."""
+
+
+class _Float(float):
+    """A YAML float that remembers how it was written, as _Int."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, but numbers keep their text: `run_dir: 2024_12_07` or `model_name: 010` (YAML 1.1
+    reads them as 20241207 and 8) stay the strings written when the field is a string."""
+
+
+def _remember_text(number_type, construct):
+    def constructor(loader, node):
+        value = number_type(construct(loader, node))
+        value.text = node.value
+        return value
+
+    return constructor
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _remember_text(_Int, yaml.SafeLoader.construct_yaml_int))
+_Loader.add_constructor("tag:yaml.org,2002:float", _remember_text(_Float, yaml.SafeLoader.construct_yaml_float))
+
+
 @dataclasses.dataclass
 class DataConfig:
     """What to train and score on.
@@ -182,7 +208,7 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
     if path:
         try:
             with open(path, encoding="utf-8") as f:
-                raw = yaml.safe_load(f)
+                raw = yaml.load(f, Loader=_Loader)
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
         except yaml.YAMLError as e:
@@ -195,7 +221,8 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
         key, sep, text = override.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {override!r}: expected key=value, e.g. --set train.epochs=3")
-        _merge(config, _nest(key.strip(), yaml.safe_load(text) if text.strip() else ""), f"--set {override}", "")
+        _merge(config, _nest(key.strip(), yaml.load(text, Loader=_Loader) if text.strip() else ""),
+               f"--set {override}", "")
     sources = ([path] if path else []) + [f"--set {o}" for o in overrides]
     _check_consistency(config, ", ".join(sources) or "the default config")
     return config
@@ -278,7 +305,7 @@ def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
         fail("true or false")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return int(value)
         fail("an integer")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -293,6 +320,6 @@ def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
         if value is None:
             return ""
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
+            return getattr(value, "text", str(value))  # as written: 010 stays "010", not "8"
         fail("a string")
     raise TypeError(f"config field {name!r} has an unsupported type {hint}")

@@ -159,13 +159,15 @@ def read_conll(path: str, scheme: str = "auto", lost_characters: str = "error") 
                 sentences.append((first_line, "".join(chars), tags))
             chars, tags, first_line = [], [], number + 1
             continue
+        line = line.rstrip()  # trailing spaces or tabs after the tag are not part of it
         char, sep, tag = line.rpartition("\t") if "\t" in line else line.rpartition(" ")
         if char == LOST_CHARACTER:
             if lost_characters == "error":
                 raise DataError(
                     f"{path}:{number}: the token is two U+FFFD, a character outside the Basic Multilingual Plane "
                     "lost in a UTF-16 conversion (Weibo NER writes emoji so); to read each such token as one "
-                    "U+FFFD, set data.lost_characters: replace (--set data.lost_characters=replace)"
+                    "U+FFFD, set data.lost_characters: replace in the config (tfner.evaluate: --lost_characters "
+                    "replace)"
                 )
             char = "\ufffd"
             lost.append(number)
@@ -178,6 +180,9 @@ def read_conll(path: str, scheme: str = "auto", lost_characters: str = "error") 
             labels_lib.split_tag(tag)
         except ValueError as e:
             raise DataError(f"{path}:{number}: {e}") from None
+        if any(c.isspace() for c in tag):  # 'B-JOB TITLE' after a tab: labels.txt could not hold the type
+            raise DataError(f"{path}:{number}: tag {tag!r} holds whitespace; an entity type is one word: join "
+                            "its words with _ (B-JOB_TITLE)")
         first_prefix.setdefault(tag[0], number)
         chars.append(char)
         tags.append(tag)
@@ -375,34 +380,35 @@ def write_tfrecords(examples: Sequence[Example], tag_set: TagSet, prefix: str, n
     return paths
 
 
-def tfrecord_dataset(patterns: Sequence[str]) -> tf.data.Dataset:
-    """Streams {"text": string, "tags": int32 [chars]} from TFRecord shards (paths or globs)."""
-    spec = {"text": tf.io.FixedLenFeature([], tf.string), "tags": tf.io.VarLenFeature(tf.int64)}
+_RECORD_SPEC = {"text": tf.io.FixedLenFeature([], tf.string), "tags": tf.io.VarLenFeature(tf.int64)}
 
-    def parse(record):
-        parsed = tf.io.parse_single_example(record, spec)
-        return {"text": parsed["text"], "tags": tf.cast(tf.sparse.to_dense(parsed["tags"]), tf.int32)}
 
-    files = tf.data.Dataset.from_tensor_slices(expand_paths(patterns))
-    return tf.data.TFRecordDataset(files).map(parse)
+def _parse_record(record):
+    parsed = tf.io.parse_single_example(record, _RECORD_SPEC)
+    return {"text": parsed["text"], "tags": tf.cast(tf.sparse.to_dense(parsed["tags"]), tf.int32)}
 
 
 def read_tfrecords(patterns: Sequence[str]) -> list[Example]:
-    """Reads shards back into examples, with the tag set written beside them."""
-    paths = expand_paths(patterns)
-    tags_path = paths[0].split(".tfrecord")[0] + ".tags.txt"
-    if not tf.io.gfile.exists(tags_path):
-        raise DataError(f"{paths[0]}: no {tags_path} beside it; write shards with tfner.data.write_tfrecords")
-    with tf.io.gfile.GFile(tags_path) as f:
-        tags = f.read().split()
-    return [
-        Example(r["text"].decode("utf-8"), tuple(labels_lib.tags_to_spans([tags[i] for i in r["tags"]])[0]))
-        for r in tfrecord_dataset(patterns).as_numpy_iterator()
-    ]
+    """Reads shards back into examples, each shard through the tag set written beside it (its own prefix's:
+    shards of two write_tfrecords calls may hold different tag sets)."""
+    examples, tag_lists = [], {}
+    for path in expand_paths(patterns):
+        tags_path = path.rsplit(".tfrecord", 1)[0] + ".tags.txt"
+        if tags_path not in tag_lists:
+            if not tf.io.gfile.exists(tags_path):
+                raise DataError(f"{path}: no {tags_path} beside it; write shards with tfner.data.write_tfrecords")
+            with tf.io.gfile.GFile(tags_path) as f:
+                tag_lists[tags_path] = f.read().split()
+        tags = tag_lists[tags_path]
+        examples.extend(
+            Example(r["text"].decode("utf-8"), tuple(labels_lib.tags_to_spans([tags[i] for i in r["tags"]])[0]))
+            for r in tf.data.TFRecordDataset(path).map(_parse_record).as_numpy_iterator()
+        )
+    return examples
 
 
 def examples_dataset(examples: Sequence[Example], tag_set: TagSet) -> tf.data.Dataset:
-    """In-memory examples as a dataset of {"text", "tags"}, the element type tfrecord_dataset streams."""
+    """In-memory examples as a dataset of {"text": string, "tags": int32 [chars]}, the input of batch_dataset."""
     texts, tag_ids = encode_examples(examples, tag_set)
     tags = tf.ragged.constant(tag_ids, dtype=tf.int32, ragged_rank=1) if tag_ids else tf.zeros([0, 0], tf.int32)
     return tf.data.Dataset.from_tensor_slices({"text": tf.constant(texts, tf.string), "tags": tags})
@@ -428,6 +434,35 @@ def bucket_boundaries(max_seq_length: int, static_shapes: bool = False) -> list[
         boundaries.append(length)
         length *= 2
     return boundaries
+
+
+def replicas_per_pipeline(context: tf.distribute.InputContext) -> int:
+    """How many replicas one input pipeline feeds: each train step takes that many of its batches, one each."""
+    return max(1, context.num_replicas_in_sync // max(1, context.num_input_pipelines))
+
+
+def bucket_batches(dataset: tf.data.Dataset, boundaries: list[int], batch_size: int, padded_shapes: dict,
+                   padding_values: dict, static_shapes: bool, replicas: int = 1) -> tf.data.Dataset:
+    """Padded batches of `batch_size` elements from one length bucket each (element["length"] + 2 tokens, up to
+    boundaries[k]); the last partial batch of a bucket is dropped when static_shapes.
+
+    `replicas` consecutive batches come from one bucket: the replicas of one step (N GPUs fed by one pipeline,
+    a TPU host's cores) get batches of one length, which a TPU's replicas must have (static_shapes then gives
+    them one shape) and which lets GPUs finish their step together.
+    """
+    dataset = dataset.bucket_by_sequence_length(
+        element_length_func=lambda e: e["length"] + 2,
+        bucket_boundaries=[b + 1 for b in boundaries[:-1]],  # tf.data's boundaries are exclusive upper bounds
+        bucket_batch_sizes=[batch_size * replicas] * len(boundaries),
+        padded_shapes=padded_shapes,
+        padding_values=padding_values,
+        drop_remainder=static_shapes,
+    )
+    if replicas == 1:
+        return dataset
+    # Each bucket batch cut on its own (Dataset.rebatch would join the leftover of one to the next one, of
+    # another length, at the end of a finite dataset).
+    return dataset.flat_map(lambda batch: tf.data.Dataset.from_tensors(batch).unbatch().batch(batch_size))
 
 
 def batch_dataset(
@@ -471,14 +506,9 @@ def batch_dataset(
     # Bucket k holds packed lengths up to boundaries[k]; the last bucket is max_seq_length itself.
     boundaries = bucket_boundaries(max_seq_length, static_shapes) + [max_seq_length]
     dataset = dataset.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.bucket_by_sequence_length(
-        element_length_func=lambda e: e["length"] + 2,
-        bucket_boundaries=[b + 1 for b in boundaries[:-1]],  # tf.data's boundaries are exclusive upper bounds
-        bucket_batch_sizes=[batch_size] * len(boundaries),
-        padded_shapes={"ids": [None], "tags": [None], "length": []},
-        padding_values={"ids": tokenizer.pad_id, "tags": 0, "length": 0},
-        drop_remainder=static_shapes,
-    )
+    replicas = replicas_per_pipeline(input_context) if input_context is not None else 1
+    dataset = bucket_batches(dataset, boundaries, batch_size, {"ids": [None], "tags": [None], "length": []},
+                             {"ids": tokenizer.pad_id, "tags": 0, "length": 0}, static_shapes, replicas)
 
     def to_model_inputs(batch):
         longest = tf.reduce_max(batch["length"]) + 2

@@ -31,10 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, nargs="+", help="files or globs with gold entities")
     parser.add_argument("--format", default="auto", choices=("auto", "conll", "cluener", "jsonl"))
     parser.add_argument("--scheme", default="auto", choices=("auto", "BIO", "IOB1", "BIOES", "BMES"))
+    parser.add_argument("--lost_characters", default="error", choices=data.LOST_CHARACTERS,
+                        help="a CoNLL token of two U+FFFD (Weibo NER's trace of a lost emoji): stop at it, or read "
+                             "it as one U+FFFD (data.lost_characters in training)")
     parser.add_argument("--output", help="write the metrics as JSON here")
     args = parser.parse_args(argv)
     try:
-        result = evaluate_saved_model(args.model, data.read_examples(args.data, args.format, args.scheme))
+        examples = data.read_examples(args.data, args.format, args.scheme, args.lost_characters)
+        result = evaluate_saved_model(args.model, examples)
     except (OSError, ValueError) as e:  # DataError, a missing or malformed export
         print(f"tfner.evaluate: {e}", file=sys.stderr)
         return 2

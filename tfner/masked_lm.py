@@ -92,6 +92,7 @@ def masked_lm_batches(
     seed: tuple[int, int],
     static_shapes: bool = False,
     bucket: bool = True,
+    replicas: int = 1,
 ) -> tf.data.Dataset:
     """Strings (one sequence each, at most max_seq_length - 2 characters) -> masked (features, labels) batches.
 
@@ -106,6 +107,7 @@ def masked_lm_batches(
         static_shapes: bool. Pad every batch to its bucket's length and drop ragged batches (TPU).
         bucket: bool. Group by length as training does; False keeps the order and pads every batch to
             max_seq_length (one shape: scoring traces once).
+        replicas: int. Consecutive batches that share a length bucket (data.bucket_batches).
 
     Returns:
         Batches (features, labels): features are the BertMaskedLM inputs {"token_ids", "segment_ids",
@@ -130,14 +132,8 @@ def masked_lm_batches(
     padding_values = {"ids": tokenizer.pad_id, "positions": 0, "targets": 0, "weights": 0.0, "length": 0}
     boundaries = data.bucket_boundaries(max_seq_length, static_shapes) + [max_seq_length]
     if bucket:
-        dataset = dataset.bucket_by_sequence_length(
-            element_length_func=lambda e: e["length"] + 2,
-            bucket_boundaries=[b + 1 for b in boundaries[:-1]],  # tf.data's boundaries are exclusive upper bounds
-            bucket_batch_sizes=[batch_size] * len(boundaries),
-            padded_shapes=padded_shapes,
-            padding_values=padding_values,
-            drop_remainder=static_shapes,
-        )
+        dataset = data.bucket_batches(dataset, boundaries, batch_size, padded_shapes, padding_values, static_shapes,
+                                      replicas)
     else:
         dataset = dataset.padded_batch(batch_size, padded_shapes, padding_values)
 

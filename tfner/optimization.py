@@ -21,8 +21,11 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.peak, self.warmup_steps, self.total_steps = peak, warmup_steps, max(total_steps, 1)
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32) + 1.0  # Keras counts from 0; the first update already gets a rate
-        warmup = step / max(self.warmup_steps, 1)
+        # Keras counts updates from 0. Update i of total_steps warms up as (i + 1) / warmup_steps (the first
+        # update already gets a rate) and decays as (total_steps - i) / (total_steps - warmup_steps): the first
+        # update after warmup gets the peak and the last one a rate of 1 / (total_steps - warmup_steps), not 0.
+        step = tf.cast(step, tf.float32)
+        warmup = (step + 1.0) / max(self.warmup_steps, 1)
         decay = (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1)
         return self.peak * tf.maximum(0.0, tf.minimum(warmup, decay) if self.warmup_steps else decay)
 

@@ -30,7 +30,7 @@ import keras_hub
 import tensorflow as tf
 
 from tfner import checkpoint as checkpoint_lib
-from tfner import masked_lm, unlabelled
+from tfner import data, masked_lm, unlabelled
 from tfner.config import Config, load_config, save_config
 from tfner.model import build_backbone
 from tfner.tokenizer import MASK, CharTokenizer, read_vocabulary, write_vocabulary
@@ -125,8 +125,9 @@ class MaskedLMTrainer(TrainingLoop):
                 self.max_seq_length,
                 seed=(seed * 1_000_003 + epoch, context.input_pipeline_id * 2**40),
                 static_shapes=self.static_shapes,
+                replicas=data.replicas_per_pipeline(context),
             )
-            return batches.skip(skip)
+            return batches.skip(skip * data.replicas_per_pipeline(context))  # see Trainer.epoch_dataset
 
         return self.distribute(dataset_fn)
 

@@ -54,14 +54,13 @@ def read_configured_vocabulary(path: str) -> list[str]:
 
 @dataclasses.dataclass
 class Corpus:
-    """A run's data, read once: training examples (or TFRecord patterns), dev and test examples, tags, vocab."""
+    """A run's data, read once: training, dev and test examples, tags, vocab."""
 
     train: list[data.Example]
     dev: list[data.Example]
     test: list[data.Example]
     tag_set: TagSet
     vocabulary: list[str]
-    train_records: list[str] = dataclasses.field(default_factory=list)  # TFRecord shards, streamed
 
 
 def load_corpus(config: Config) -> Corpus:
@@ -70,12 +69,11 @@ def load_corpus(config: Config) -> Corpus:
         raise ConfigError("data.train is empty: name the training file(s) in the config or with --set data.train=PATH")
     d = config.data
     configured_vocabulary = read_configured_vocabulary(d.vocab) if d.vocab else None  # fails before the data read
-    records = config.data.train if d.format == "tfrecord" else []
 
     def read(patterns):
         return data.read_examples(patterns, d.format, d.scheme, d.lost_characters)
 
-    train = data.read_tfrecords(records) if records else read(d.train)
+    train = data.read_tfrecords(d.train) if d.format == "tfrecord" else read(d.train)
     dev = read(d.dev) if d.dev else []
     test = read(d.test) if d.test else []
     if not data.entity_types(train):
@@ -99,7 +97,7 @@ def load_corpus(config: Config) -> Corpus:
         vocabulary = read_vocabulary(checkpoint_lib.vocabulary_path(config.model.init))
     else:
         vocabulary = build_vocabulary((e.text for e in train), d.lowercase)
-    return Corpus(train, dev, test, tag_set, vocabulary, records)
+    return Corpus(train, dev, test, tag_set, vocabulary)
 
 
 def random_states(model: keras.Model) -> dict:
@@ -184,8 +182,10 @@ class TrainingLoop:
         t = config.train
         self.global_batch = t.batch_size
         if self.global_batch % strategy.num_replicas_in_sync:
-            raise ValueError(
-                f"train.batch_size {t.batch_size} must divide evenly over {strategy.num_replicas_in_sync} replicas"
+            replicas = strategy.num_replicas_in_sync
+            raise ConfigError(
+                f"train.batch_size {t.batch_size} does not divide evenly over the {replicas} replicas of "
+                f"train.distribute {config.train.distribute!r}; set train.batch_size to a multiple of {replicas}"
             )
         self.static_shapes = t.static_shapes or isinstance(strategy, tf.distribute.TPUStrategy)
         self.steps_per_epoch = max(1, steps_per_epoch)
@@ -327,10 +327,10 @@ class TrainingLoop:
                     for key, value in record.items():
                         if key not in ("epoch", "step") and isinstance(value, (int, float)):
                             scalar_summary(key.replace("_", "/", 1), value, step)
-            self.manager.save(checkpoint_number=step, options=_SAVE_OPTIONS)
             history = [h for h in history if h["epoch"] != record["epoch"]] + [record]
-            if self.is_chief:  # after the checkpoint: a resumed run redoes an epoch whose record is missing
-                _write_json(history_path, history)
+            if self.is_chief:  # before the checkpoint: a run killed between the two redoes the epoch and rewrites
+                _write_json(history_path, history)  # its record; after it, the record would be lost for good
+            self.manager.save(checkpoint_number=step, options=_SAVE_OPTIONS)
         self.end_fit()
         return {
             "history": history,
@@ -350,7 +350,11 @@ class Trainer(TrainingLoop):
         self.corpus = corpus
         self.max_seq_length = config.data.max_seq_length
         self.tokenizer = CharTokenizer(corpus.vocabulary, config.data.lowercase)
-        super().__init__(config, strategy, math.ceil(len(corpus.train) / config.train.batch_size))
+        # An epoch is as many batches as there are pieces (a sentence longer than a window is split; overlap
+        # warnings are logged once), not sentences: counted by sentences, an epoch of CLUENER at max_seq_length
+        # 32 never reached 44 % of its pieces.
+        self.train_examples = data.split_long(corpus.train, self.max_seq_length - 2)
+        super().__init__(config, strategy, math.ceil(len(self.train_examples) / config.train.batch_size))
         with strategy.scope():
             self.model = self.build_model()
             self.build_optimizers(self.model.trainable_variables, self.model.head_variables())
@@ -363,12 +367,8 @@ class Trainer(TrainingLoop):
             self.model, self.tokenizer, corpus.tag_set, self.max_seq_length, config.export.window_overlap,
             with_confidence=False, group_windows=config.export.group_windows,
         )
-        # Encoded once: every epoch reshuffles the same dataset (overlap warnings are logged once, too).
-        self.train_source = (
-            data.tfrecord_dataset(corpus.train_records)
-            if corpus.train_records
-            else data.examples_dataset(data.split_long(corpus.train, self.max_seq_length - 2), corpus.tag_set)
-        )
+        # Encoded once: every epoch reshuffles the same dataset.
+        self.train_source = data.examples_dataset(self.train_examples, corpus.tag_set)
 
     def build_model(self):
         """The tagger to train (called under the strategy's scope)."""
@@ -393,7 +393,10 @@ class Trainer(TrainingLoop):
         )
 
     def epoch_dataset(self, epoch: int, skip: int) -> tf.data.Dataset | tf.distribute.DistributedDataset:
-        return self.distribute(lambda context: self.replica_dataset(context, epoch).skip(skip))
+        # A step takes one batch for each replica a pipeline feeds (N from the one pipeline of N mirrored GPUs):
+        # resuming at step `skip` skips skip x N of them.
+        return self.distribute(
+            lambda context: self.replica_dataset(context, epoch).skip(skip * data.replicas_per_pipeline(context)))
 
     # ---- one step -------------------------------------------------------------------------------------------
     def replica_loss(self, batch):
