@@ -601,6 +601,20 @@ def test_command_line_refuses(command, argv, fragment, capsys, monkeypatch):
     assert "Traceback" not in err
 
 
+def test_evaluate_reads_lost_characters_when_told(tmp_path, capsys):
+    """A Weibo-style test file: tfner.evaluate stops at the lost character with its own flag as the way through;
+    with the flag the data reads, and the next error is the (missing) model's."""
+    from tfner import evaluate
+
+    path = tmp_path / "weibo.bio"
+    path.write_text("我 O\n\ufffd\ufffd O\n北 B-LOC\n京 I-LOC\n", encoding="utf-8")
+    assert evaluate.main(["--model", "/nonexistent/ner", "--data", str(path)]) == 2
+    assert "weibo.bio:2: the token is two U+FFFD" in capsys.readouterr().err
+    assert evaluate.main(["--model", "/nonexistent/ner", "--data", str(path), "--lost_characters", "replace"]) == 2
+    err = capsys.readouterr().err
+    assert "/nonexistent/ner: neither a SavedModel nor a folder of numbered versions" in err, err
+
+
 def test_serve_refuses_thread_counts_once_tensorflow_ran(capsys):
     import tensorflow as tf
 
@@ -618,8 +632,9 @@ def test_serve_refuses_thread_counts_once_tensorflow_ran(capsys):
     [
         (["--batch_size", "0"], b"", "argument --batch_size: must be >= 1, got 0"),
         ([], "北京\n".encode() + b"\xff\xfe\n", "tfner.predict: stdin line 2 is not UTF-8"),
+        (["北京", "王伟\udcff"], b"", "tfner.predict: text 2 holds U+DCFF at character 2, half of a UTF-16"),
     ],
-    ids=["predict: zero batch size", "predict: stdin that is not UTF-8"],
+    ids=["predict: zero batch size", "predict: stdin that is not UTF-8", "predict: argv bytes that are not UTF-8"],
 )
 def test_predict_command_line_refuses(tiny_run, argv, stdin, fragment, capsys, monkeypatch):
     from tfner import predict

@@ -237,6 +237,20 @@ def test_marginals_of_a_near_certain_tag_are_at_most_one():
     assert got.max() <= 1.0 and got.min() >= 0.0
 
 
+@pytest.mark.parametrize("spread", [20.0, 90.0, 200.0])
+def test_marginals_survive_a_best_tag_the_previous_one_forbids(spread):
+    """An emission ~88 below the best underflows exp() in float32; where the best tag cannot follow the previous
+    position (O -> I), the forward vector was all zeros and every marginal of the row 0."""
+    lengths = [4]
+    emissions = np.zeros((1, 4, 3), np.float32)
+    emissions[0, [0, 1, 2, 3], [0, 2, 0, 1]] = spread  # O, I (which O forbids), O, B
+    crf = bio_crf(13)
+    got = crf.marginals(emissions, np.ones((1, 4), bool)).numpy()
+    want = brute_marginals(emissions, lengths, crf, 4)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert got.sum(axis=-1) == pytest.approx(np.ones((1, 4)), abs=1e-5)
+
+
 def test_mask_none_means_all_valid():
     emissions, tags, mask = make_batch([4, 4], 3, seed=7, pad=0)
     crf = make_crf(3, seed=8)

@@ -1,5 +1,6 @@
 """The export contract (export/README.md): TF Serving's load path, core ops only, exact offsets, long texts."""
 
+import io
 import json
 import os
 
@@ -177,6 +178,15 @@ def test_predict_and_evaluate_commands(tiny_run, tmp_path):
     assert "micro avg" in result.stdout
     metrics = json.load(open(output))
     assert metrics["f1"] == pytest.approx(tiny_run["summary"]["test"]["f1"])
+
+
+def test_predictor_names_a_text_without_utf8_and_stdin_drops_a_byte_order_mark(tiny_run):
+    from tfner.predict import read_text_lines
+
+    predictor = SavedModelPredictor(tiny_run["export"], batch_size=2)
+    with pytest.raises(ValueError, match="text 2 holds U\\+D83D at character 2, half of a UTF-16 surrogate pair"):
+        predictor.predict(["北京", "上海", "王伟\ud83d"])  # JSON's escape of half an emoji reads so
+    assert read_text_lines(io.BytesIO("\ufeff王伟\r\n北京\n".encode()), "stdin") == ["王伟", "北京"]
 
 
 def test_in_process_predictor_matches_module(tiny_run, module):

@@ -270,6 +270,9 @@ SETTINGS = ReadSettings(max_chars=10)
     (b"3", "json", "not_an_object"),
     (b'{"body": "abc"}', "json", "missing_text"),
     (b'{"text": null}', "json", "text_not_a_string"),
+    (b'{"text": "\\u738b\\ud83d"}', "json", "lone_surrogate"),  # half of an emoji's pair
+    (b'{"text": "abc", "note": "\\udc00"}', "json", "lone_surrogate"),  # in a passed-through field
+    (b'{"text": "\\u738b\\ud83d\\ude00"}', "json", Document("f", 3, 3, "\u738b\U0001f600")),  # a whole pair
     ("一二三四五六七八九十一".encode(), "text", "too_long"),
 ])
 def test_parse_record(raw, fmt, want):

@@ -366,7 +366,11 @@ def _scaled_marginals(emissions, mask, transitions, start, end):
     emissions = _pad_time(emissions, _padded_length(length))
     lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
     moves = tf.exp(transitions - tf.reduce_max(transitions))
-    emitted = _time_major(tf.exp(emissions - tf.reduce_max(emissions, axis=2, keepdims=True)))  # [P, B, T]
+    # Floored at exp(-60): a tag's emission more than ~88 below the best underflows to 0, and where the best is
+    # unreachable from the previous position (O -> I-X, forbidden) the whole forward vector became 0, which
+    # _normalised keeps at 0 for the rest of the row (every confidence 0). exp(-60) changes no marginal by more
+    # than ~1e-26, and keeps a_t @ moves * emit above float32's smallest normal for allowed moves of realistic size.
+    emitted = _time_major(tf.exp(tf.maximum(emissions - tf.reduce_max(emissions, axis=2, keepdims=True), -60.0)))
 
     # a_t past a row's end is never read (its marginals are zeroed below), so the step needs no mask.
     def forward(a, emit):

@@ -69,14 +69,31 @@ class SavedModelPredictor:
 
     def outputs(self, texts: list[str]) -> dict[str, np.ndarray]:
         """The raw signature outputs for one batch."""
-        return {k: v.numpy() for k, v in self.signature(text=tf.constant(texts, tf.string)).items()}
+        return self._call(utf8_texts(texts))
 
     def predict(self, texts: list[str]) -> list[list[dict]]:
         """Entities per text, as dicts with label, start, end, text and score."""
-        results = []
+        encoded, results = utf8_texts(texts), []
         for i in range(0, len(texts), self.batch_size):
-            results.extend(entities_from_outputs(self.outputs(texts[i : i + self.batch_size])))
+            results.extend(entities_from_outputs(self._call(encoded[i : i + self.batch_size])))
         return results
+
+    def _call(self, encoded: list[bytes]) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self.signature(text=tf.constant(encoded, tf.string)).items()}
+
+
+def utf8_texts(texts: list[str], first: int = 0) -> list[bytes]:
+    """UTF-8 of each text; a ValueError names the first that has none (numbered from `first`)."""
+    encoded = []
+    for number, text in enumerate(texts, start=first):
+        try:
+            encoded.append(text.encode("utf-8"))
+        except UnicodeEncodeError as e:  # a lone surrogate: JSON's "\ud83d", or bytes argv could not decode
+            raise ValueError(
+                f"text {number} holds U+{ord(text[e.start]):04X} at character {e.start}, half of a UTF-16 surrogate "
+                "pair, which is no character and has no UTF-8 form; pass UTF-8 text"
+            ) from None
+    return encoded
 
 
 def entities_from_outputs(outputs: dict) -> list[list[dict]]:
@@ -109,7 +126,8 @@ def read_text_lines(stream, name: str) -> list[str]:
     texts = []
     for number, raw in enumerate(stream, start=1):
         try:
-            texts.append((raw.decode("utf-8") if isinstance(raw, bytes) else raw).rstrip("\r\n"))
+            text = (raw.decode("utf-8") if isinstance(raw, bytes) else raw).rstrip("\r\n")
+            texts.append(text[1:] if number == 1 and text.startswith("\ufeff") else text)  # a byte-order mark
         except UnicodeDecodeError as e:
             raise ValueError(f"{name} line {number} is not UTF-8 ({e.reason} at byte {e.start}); "
                              "convert the input, e.g. with iconv -f GBK -t UTF-8") from None
@@ -124,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         texts = args.texts or read_text_lines(getattr(sys.stdin, "buffer", sys.stdin), "stdin")
+        utf8_texts(texts, first=1)  # refused here, before the model loads, not mid-output
         predictor = SavedModelPredictor(args.model, args.batch_size)
     except (OSError, ValueError) as e:
         print(f"tfner.predict: {e}", file=sys.stderr)

@@ -18,6 +18,8 @@ exception: a long corpus run must not die on line 3,000,000. Reasons:
     not_an_object      it parses, but not to a JSON object
     missing_text       the object has no --text_field
     text_not_a_string  the field is there but is not a string
+    lone_surrogate     a string of the record holds half a UTF-16 surrogate pair (JSON may escape one, "\ud83d",
+                       e.g. an emoji cut in two): not a character, and no UTF-8 can hold it
     too_long           more code points than --max_chars
 
 Output records have the shape of python -m tfner.predict's lines plus where they came from:
@@ -32,11 +34,15 @@ written as input_<name>.
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 FORMATS = ("auto", "text", "json")
-REASONS = ("not_utf8", "bad_json", "not_an_object", "missing_text", "text_not_a_string", "too_long")
+REASONS = ("not_utf8", "bad_json", "not_an_object", "missing_text", "text_not_a_string", "lone_surrogate",
+           "too_long")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud83d in a JSON line: maybe half a pair
+_SURROGATE = re.compile("[\ud800-\udfff]")
 OUTPUT_KEYS = ("id", "source", "text", "entities")
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".zstd", ".xz", ".lzma", ".deflate")
 RAW_CHARS = 1000  # characters of a bad record kept in its dead letter: enough to see what it is
@@ -126,6 +132,13 @@ def parse_record(raw: bytes, source: str, line: int, fmt: str, settings: ReadSet
             return dead_letter(source, line, "text_not_a_string",
                                f"field {settings.text_field!r} is a JSON {type(text).__name__}, not a string",
                                decoded)
+        if _ESCAPED_SURROGATE.search(decoded):  # a pair reads as one character; half of one stays a surrogate
+            lone = _SURROGATE.search(json.dumps([text, record], ensure_ascii=False))
+            if lone:
+                return dead_letter(source, line, "lone_surrogate",
+                                   f"a string holds U+{ord(lone.group()):04X}, half of a UTF-16 surrogate pair (an "
+                                   "emoji cut in two?), which is no character and has no UTF-8 form; repair the "
+                                   "record (a JSON escape of an emoji is a pair, e.g. \\ud83d\\ude00)", decoded)
         doc_id = record.pop(settings.id_field, line)
         fields = record
     if settings.max_chars and len(text) > settings.max_chars:
