@@ -138,7 +138,7 @@ PREDICT_ERRORS = [
     ("unknown version", _mutate(version=9), grpc.StatusCode.NOT_FOUND, "version 9"),
     ("version outside policy", _mutate(version=3), grpc.StatusCode.NOT_FOUND, "version 3"),
     ("unknown label", _mutate(label="beta"), grpc.StatusCode.NOT_FOUND, "label 'beta'"),
-    ("unknown signature", _mutate(signature="classify"), grpc.StatusCode.NOT_FOUND, "signature"),
+    ("unknown signature", _mutate(signature="classify"), grpc.StatusCode.FAILED_PRECONDITION, "signature"),
     ("missing input", _mutate(inputs={}), grpc.StatusCode.INVALID_ARGUMENT, "missing input"),
     ("extra input", _mutate(inputs={"text": _strings([b"x"]), "lang": _strings([b"zh"])}),
      grpc.StatusCode.INVALID_ARGUMENT, "unexpected input"),
@@ -162,6 +162,8 @@ PREDICT_ERRORS = [
      grpc.StatusCode.INVALID_ARGUMENT, "string_val"),
     ("bad output_filter", _mutate(output_filter=["logits"]), grpc.StatusCode.INVALID_ARGUMENT,
      "output_filter"),
+    ("repeated output_filter", _mutate(output_filter=["tags", "tags"]), grpc.StatusCode.INVALID_ARGUMENT,
+     "output_filter names ['tags'] more than once"),
 ]
 
 

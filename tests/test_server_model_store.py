@@ -14,6 +14,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from conftest import MONITORING_CONFIG
 from tfner.server.model_store import ModelStore
+from tfner.server.model_store import State
 from tfner.server.model_store import list_versions
 from tfner.server.model_store import release_freed_memory
 from tfner.server.predictor import Limits
@@ -245,3 +246,77 @@ def test_a_dropped_version_is_freed(tmp_path, export_factory):
     store.stop()
     assert old() is None  # nothing keeps the old version's graph and weights alive
     assert release_freed_memory()  # glibc (as on every Linux image we ship): the free pages went back
+
+
+def _calls_during(action, call):
+    """Runs action() while another thread makes call() in a loop; returns {outcome: count} of those calls."""
+    outcomes, stop = {}, threading.Event()
+
+    def caller():
+        while not stop.is_set():
+            try:
+                call()
+                outcome = "ok"
+            except ServingError as e:
+                outcome = e.code.name
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    try:
+        action()
+    finally:
+        stop.set()
+        thread.join(30)
+    return outcomes
+
+
+def _version_of(store, **kwargs):
+    with store.acquire("ner", **kwargs) as servable:
+        return servable.version
+
+
+def test_a_version_retired_mid_request_is_dropped_when_the_request_ends(tmp_path, export_factory):
+    """With --file_system_poll_wait_seconds 0 no later poll comes: the request's end itself must drop it."""
+    base = str(tmp_path / "ner")
+    export_factory(base, 1)
+    store = ModelStore([ModelSpecConfig(name="ner", base_path=base)], poll_seconds=0, warmup=False)
+    store.start()
+    with store.acquire("ner") as servable:
+        export_factory(base, 2)
+        store.poll()  # version 2 serves; 1 is retired but busy
+        assert [(v, s) for v, s, _, _ in store.version_status("ner")] == [(2, State.AVAILABLE), (1, State.UNLOADING)]
+        assert servable.version == 1
+    wait_for(lambda: store.version_status("ner", 1)[0][1] == State.END, timeout=10, what="version 1 to end")
+    store.stop()
+
+
+def test_moving_a_model_to_another_base_path_leaves_no_gap(tmp_path, export_factory):
+    """The old path's versions answer until the new path has one loaded (a reload used to retire them first)."""
+    old, new = str(tmp_path / "a" / "ner"), str(tmp_path / "b" / "ner")
+    export_factory(old, 1)
+    export_factory(new, 5)
+    store = ModelStore([ModelSpecConfig(name="ner", base_path=old)], poll_seconds=0, warmup=False)
+    store.start()
+    outcomes = _calls_during(lambda: store.reload([ModelSpecConfig(name="ner", base_path=new)]),
+                             lambda: _version_of(store))
+    assert set(outcomes) == {"ok"} and outcomes["ok"] > 1, outcomes
+    assert _version_of(store) == 5
+    wait_for(lambda: store._retiring == [], timeout=10, what="the old path's version to be dropped")
+    store.stop()
+
+
+def test_a_label_moved_to_a_version_not_loaded_yet_keeps_its_target_until_it_loads(tmp_path, export_factory):
+    """TF Serving refuses such a reload (unless --allow_version_labels_for_unavailable_models); tfner keeps the
+    label on its old version while the new one loads, then moves it: no NOT_FOUND in between."""
+    base = str(tmp_path / "ner")
+    export_factory(base, 1)
+    export_factory(base, 2)
+    spec = ModelSpecConfig(name="ner", base_path=base, policy="specific", versions=(1,), labels={"canary": 1})
+    store = ModelStore([spec], poll_seconds=0, warmup=False)
+    store.start()
+    moved = ModelSpecConfig(name="ner", base_path=base, policy="specific", versions=(1, 2), labels={"canary": 2})
+    outcomes = _calls_during(lambda: store.reload([moved]), lambda: _version_of(store, label="canary"))
+    assert set(outcomes) == {"ok"} and outcomes["ok"] > 1, outcomes
+    assert _version_of(store, label="canary") == 2
+    store.stop()

@@ -92,3 +92,14 @@ def test_rest_keeps_the_connection_alive_unless_a_body_was_left_unread(servers):
     response = connection.getresponse()
     assert response.status == 400 and "Content-Length" in json.loads(response.read())["error"]
     connection.close()
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_rest_refusals_of_http_server_itself_are_json(servers, method):
+    """A method other than GET/POST is refused by http.server before tfner's handlers: as {"error": ...} too."""
+    connection = http.client.HTTPConnection("127.0.0.1", servers[0].rest_port, timeout=30)
+    connection.request(method, "/v1/models/ner:predict", json.dumps({"instances": ["北京"]}))
+    response = connection.getresponse()
+    assert response.status == 501 and response.getheader("Content-Type") == "application/json"
+    assert method in json.loads(response.read())["error"]
+    connection.close()

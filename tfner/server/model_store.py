@@ -27,6 +27,7 @@ answering from memory, with one warning, until version folders appear again.
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import gc
 import logging
 import os
@@ -111,12 +112,13 @@ class Servable:
             if key in signature_defs
         }
         self.users = 0
+        self.retired = False  # out of routing; dropped once users reaches 0
 
     def signature(self, key):
         key = key or "serving_default"
         if key not in self.signatures:
-            raise ServingError(
-                grpc.StatusCode.NOT_FOUND,
+            raise ServingError(  # TF Serving's status for an unknown signature key (predict_util.cc)
+                grpc.StatusCode.FAILED_PRECONDITION,
                 f"model {self.name!r} version {self.version} has no signature {key!r}; "
                 f"its signatures are: {', '.join(sorted(self.signatures))}",
             )
@@ -216,6 +218,17 @@ class _Model:
         self.status = {}  # version -> (State, grpc.StatusCode, message)
         self.failed = {}  # version -> stamp of the folder that failed to load
         self.warned_missing = False
+        # After a reload moved the model to another base_path: the _Model of the old path, whose versions keep
+        # answering until the new path has one loaded (no gap, as for a version swap).
+        self.previous = None
+        # Labels of a reload, installed once the versions they name are loaded (see ModelStore.reload).
+        self.pending_labels = None
+
+    def serving(self):
+        """{version: Servable} that requests are routed to."""
+        if self.available or self.previous is None:
+            return self.available
+        return self.previous.available
 
 
 class ModelStore:
@@ -303,6 +316,14 @@ class ModelStore:
             changed = True
             self._load(model, version, candidates[version])
         with self._lock:
+            if model.pending_labels is not None:  # the reload's labels, now that their versions had their load
+                model.spec = dataclasses.replace(model.spec, labels=model.pending_labels)
+                model.pending_labels = None
+            if model.previous is not None and model.available:  # the new base_path serves: drop the old one's
+                for version in sorted(model.previous.available):
+                    self._retire(model.previous, version)
+                model.previous = None
+                changed = True
             keep = set(wanted) & set(model.available)
             if not keep:
                 keep = set(model.available)  # Nothing new came up: keep what serves.
@@ -337,6 +358,7 @@ class ModelStore:
     def _retire(self, model, version):
         # Caller holds self._lock.
         servable = model.available.pop(version)
+        servable.retired = True
         model.status[version] = (State.UNLOADING, grpc.StatusCode.OK, "")
         self._retiring.append((model, servable))
         log.info("model %s: retiring version %d", model.spec.name, version)
@@ -364,17 +386,26 @@ class ModelStore:
             with self._lock:
                 models = {}
                 for spec in specs:
-                    model = self._models.get(spec.name) or _Model(spec)
-                    if model.spec.base_path != spec.base_path:
-                        for version in sorted(model.available):
-                            self._retire(model, version)
+                    current = self._models.get(spec.name)
+                    model = current or _Model(spec)
+                    if current is not None and current.spec.base_path != spec.base_path:
+                        # The old path's versions answer until the new path has one loaded (_sync retires them).
                         model = _Model(spec)
-                    model.spec = spec
+                        model.previous = current if current.available else current.previous
+                    # A label moved to a version that is not loaded yet would answer NOT_FOUND until it is:
+                    # keep its old target until this reload's poll has loaded the new one (TF Serving refuses
+                    # such a label outright unless --allow_version_labels_for_unavailable_models).
+                    serving = model.serving()
+                    old_labels = current.spec.labels if current is not None else {}
+                    staged = {k: v if v in serving else old_labels.get(k, v) for k, v in spec.labels.items()}
+                    model.spec = dataclasses.replace(spec, labels=staged)
+                    model.pending_labels = dict(spec.labels)
                     models[spec.name] = model
                 for name, model in self._models.items():
                     if name not in models:
-                        for version in sorted(model.available):
-                            self._retire(model, version)
+                        for old in (model, model.previous):
+                            for version in sorted(old.available if old is not None else ()):
+                                self._retire(old, version)
                 self._models = models
         self.poll()
 
@@ -401,9 +432,15 @@ class ModelStore:
         finally:
             with self._lock:
                 servable.users -= 1
+                idle_retired = servable.retired and servable.users == 0
+            if idle_retired:
+                # Drop it now rather than at the next poll, which never comes with --file_system_poll_wait_seconds 0
+                # (the version stayed UNLOADING, and in memory, for good). Off the request's thread: gc + malloc_trim.
+                threading.Thread(target=self._drop_retired, name="drop-retired", daemon=True).start()
 
     def _resolve(self, name, version, label):
         model = self._models.get(name)
+        available = model.serving() if model is not None else {}
         if model is None:
             raise ServingError(
                 grpc.StatusCode.NOT_FOUND,
@@ -419,23 +456,23 @@ class ModelStore:
                 )
             version = model.spec.labels[label]
         if version is None:
-            if not model.available:
+            if not available:
                 raise ServingError(
                     grpc.StatusCode.UNAVAILABLE,
                     f"model {name!r} has no loaded version yet; tfner.serve is watching "
                     f"{model.spec.base_path} for integer version folders",
                 )
-            return model.available[max(model.available)]
-        if version not in model.available:
+            return available[max(available)]
+        if version not in available:
             via = f" (label {label!r})" if label else ""
             state = model.status.get(version)
             detail = f"; its state is {State.Name(state[0])}" if state else ""
             raise ServingError(
                 grpc.StatusCode.NOT_FOUND,
                 f"model {name!r} version {version}{via} is not loaded{detail}; "
-                f"loaded versions: {sorted(model.available) or 'none'}",
+                f"loaded versions: {sorted(available) or 'none'}",
             )
-        return model.available[version]
+        return available[version]
 
     # ---- introspection ---------------------------------------------------
 
@@ -446,7 +483,7 @@ class ModelStore:
     def loaded_versions(self):
         """{model name: sorted loaded versions}."""
         with self._lock:
-            return {name: sorted(m.available) for name, m in self._models.items()}
+            return {name: sorted(m.serving()) for name, m in self._models.items()}
 
     def version_status(self, name, version=None, label=None):
         """[(version, State, grpc.StatusCode, message)], highest version first."""

@@ -284,6 +284,9 @@ class Predictor:
                 f"output_filter names {unknown}, which signature {signature.name!r} "
                 f"does not have; its outputs: {sorted(signature.outputs)}"
             )
+        repeated = sorted({k for k in wanted if wanted.count(k) > 1})
+        if repeated:  # as TF Serving: a response holds each output once
+            raise invalid(f"output_filter names {repeated} more than once; name each output once")
         return wanted
 
     def _run(self, servable, signature, arrays, deadline):

@@ -208,6 +208,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.server.connections.discard(self.connection)
         super().finish()
 
+    def send_error(self, code, message=None, explain=None):
+        # http.server's own refusals (a method other than GET/POST, a malformed request line, an overlong header)
+        # would go out as its HTML page under our Content-Type: application/json. Answer them as every other
+        # error, {"error": "..."}, and close: the request may not have been read whole.
+        short = self.responses.get(code, ("error",))[0]
+        self.close_connection = True
+        data = json.dumps({"error": message or short}, ensure_ascii=False).encode("utf-8")
+        self.send_response(code, short)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if getattr(self, "command", "") != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(data)
+
     def log_message(self, format, *args):  # noqa: A002 (stdlib signature)
         log.debug("rest %s - %s", self.address_string(), format % args)
 

@@ -3,7 +3,7 @@ package tfner
 import (
 	"context"
 	"fmt"
-	"strings"
+	"net/url"
 	"sync"
 	"time"
 
@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
 
 	"github.com/tfner/tfner/serving/clients/go/internal/pb/serving"
 )
@@ -68,7 +69,7 @@ func NewNerClient(target, model string, opts ...Option) (*NerClient, error) {
 		}),
 	}
 	if cfg.loadBalancing == RoundRobin {
-		if !strings.Contains(target, "://") {
+		if !hasResolverScheme(target) { // "host:port"; not "unix:/path", "dns:///..." or another target URI
 			target = "dns:///" + target
 		}
 		dial = append(dial, grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
@@ -166,4 +167,11 @@ func (c *NerClient) predictChunk(ctx context.Context, texts []string, out []Resu
 		return fmt.Errorf("tfner: malformed response from model %q: %v", c.model, err)
 	}
 	return nil
+}
+
+// hasResolverScheme reports whether target starts with the scheme of a registered gRPC resolver, as
+// grpc.NewClient parses it ("unix:/tmp/s", "unix-abstract:x", "dns:///h:p", "passthrough:///h:p").
+func hasResolverScheme(target string) bool {
+	u, err := url.Parse(target)
+	return err == nil && u.Scheme != "" && resolver.Get(u.Scheme) != nil
 }

@@ -155,10 +155,28 @@ function splitLines(content: string): string[] {
   return lines;
 }
 
+/** Standard input as UTF-8 (a leading byte-order mark dropped); a line that is not UTF-8 is a RangeError naming
+ * it, as in the Go, Java and Python clients (Buffer.toString would turn its bytes into U+FFFD unseen). */
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+  const content = Buffer.concat(chunks);
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  try {
+    return decoder.decode(content);
+  } catch {
+    let start = 0;
+    for (let line = 1; ; line++) {
+      const end = content.indexOf(0x0a, start);
+      try {
+        decoder.decode(content.subarray(start, end < 0 ? content.length : end));
+      } catch {
+        throw new RangeError(`standard input line ${line} is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8`);
+      }
+      if (end < 0) throw new RangeError("standard input is not valid UTF-8");
+      start = end + 1;
+    }
+  }
 }
 
 function number(flag: string, text: string, above: number): number {

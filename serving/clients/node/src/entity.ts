@@ -82,7 +82,11 @@ export function entitiesFromResponse(response: PredictResponse, texts: readonly 
       const flat = row * width! + j;
       const start = starts[flat]!;
       const end = ends[flat]!;
-      if (!(start <= end)) throw new TypeError(`entity ${j} of text ${row} has start ${start} > end ${end}`);
+      if (!(0 <= start && start <= end && end <= offsets.codePoints)) {
+        throw new TypeError(
+          `entity ${j} of text ${row} has offsets [${start}, ${end}), not within its ${offsets.codePoints} characters`,
+        );
+      }
       entities.push({
         label: stringValue(outputs.entity_labels!, "entity_labels", flat),
         text: stringValue(outputs.entity_texts!, "entity_texts", flat),

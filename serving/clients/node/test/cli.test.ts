@@ -19,7 +19,7 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], stdin = ""): Promise<Run> {
+function run(args: string[], stdin: string | Buffer = ""): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
@@ -71,6 +71,14 @@ test("texts from stdin, one per line (CRLF too; an empty line is an empty text)"
   assert.equal(lines.length, picks.length + 1);
   lines.slice(0, -1).forEach((line, k) => checkLine(line, picks[k]!));
   assert.deepEqual(lines.at(-1), { text: "", entities: [] });
+});
+
+test("stdin that is not UTF-8 exits 1 naming the line, before any call", async () => {
+  const input = Buffer.concat([Buffer.from("北京\n"), Buffer.from([0xb1, 0xb1, 0xbe, 0xa9]), Buffer.from("\n")]); // GBK
+  const result = await run(["--server", SERVER], input);
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /standard input line 2 is not valid UTF-8/);
+  assert.equal(result.stdout, "");
 });
 
 test("a refusal exits 1 with CODE: message on stderr", async () => {

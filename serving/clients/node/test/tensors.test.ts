@@ -80,4 +80,10 @@ test("a response in typed fields decodes to the same entities as one in tensor_c
     assert.deepEqual(entitiesFromResponse(response, texts), expected);
   }
   assert.throws(() => entitiesFromResponse({ outputs: [] }, texts), /lacks outputs num_entities/);
+  // Offsets past the text (a response for other texts) are the response's fault: TypeError, as documented.
+  const shifted = outputs(false);
+  shifted.entity_ends = tensor({ dtype: "DT_INT32", int_val: [9, -1] }, [2, 1]);
+  const response = { outputs: Object.entries(shifted).map(([key, value]) => ({ key, value })) };
+  assert.throws(() => entitiesFromResponse(response, texts), TypeError);
+  assert.throws(() => entitiesFromResponse(response, texts), /offsets \[3, 9\), not within its 5 characters/);
 });
