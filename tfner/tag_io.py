@@ -18,7 +18,7 @@ exception: a long corpus run must not die on line 3,000,000. Reasons:
     not_an_object      it parses, but not to a JSON object
     missing_text       the object has no --text_field
     text_not_a_string  the field is there but is not a string
-    lone_surrogate     a string of the record holds half a UTF-16 surrogate pair (JSON may escape one, "\ud83d",
+    lone_surrogate     a string of the record holds half a UTF-16 surrogate pair (JSON may escape one, "\\ud83d",
                        e.g. an emoji cut in two): not a character, and no UTF-8 can hold it
     too_long           more code points than --max_chars
 
