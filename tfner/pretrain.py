@@ -117,7 +117,7 @@ class MaskedLMTrainer(TrainingLoop):
             # One permutation a pass (a bounded buffer for corpora larger than memory), then repeated so that
             # every epoch is steps_per_epoch batches; the masks follow each sequence's place in this order.
             texts = texts.shuffle(config.pretrain.shuffle_buffer, seed=seed + epoch, reshuffle_each_iteration=False)
-            batches = masked_lm.masked_lm_batches(
+            return masked_lm.masked_lm_batches(
                 texts.repeat(),
                 self.tokenizer,
                 config.pretrain,
@@ -127,9 +127,8 @@ class MaskedLMTrainer(TrainingLoop):
                 static_shapes=self.static_shapes,
                 replicas=data.replicas_per_pipeline(context),
             )
-            return batches.skip(skip * data.replicas_per_pipeline(context))  # see Trainer.epoch_dataset
 
-        return self.distribute(dataset_fn)
+        return self.distribute(dataset_fn, skip)
 
     # ---- one step -------------------------------------------------------------------------------------------
     def replica_loss(self, batch):

@@ -163,7 +163,7 @@ class TrainingLoop:
     `build_optimizers` and then `track(...)` with what its checkpoints hold besides the optimizers and the
     step, and provides:
 
-    - `epoch_dataset(epoch, skip)`: that epoch's batches from batch `skip` on, through `distribute`, a function
+    - `epoch_dataset(epoch, skip)`: that epoch's batches from step `skip` on, through `distribute`, a function
       of the seed and the epoch only, so a resumed run sees the batches an uninterrupted one would;
     - `replica_loss(batch)`: (loss scaled for the global batch, tokens) of one replica's batch;
     - `end_epoch(record)`: scores the model after an epoch and keeps the best; figures added to record go
@@ -253,8 +253,11 @@ class TrainingLoop:
         return train_step
 
     # ---- data ----------------------------------------------------------------------------------------------
-    def distribute(self, dataset_fn) -> tf.data.Dataset | tf.distribute.DistributedDataset:
-        """An epoch's batches for fit() from `dataset_fn(input_context)`, one replica's tf.data pipeline.
+    def distribute(self, dataset_fn, skip: int = 0) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+        """An epoch's batches for fit() from step `skip` on, from `dataset_fn(input_context)`, one input pipeline.
+
+        A step takes one batch for each replica a pipeline feeds (N from the one pipeline of N mirrored GPUs), so
+        resuming at step `skip` skips skip x N of the pipeline's batches.
 
         fit() drops each epoch's iterator when the next epoch begins, and dropping one waited for tf.data's
         autotuning threads: stalls of up to 40 s at epoch starts on a 2-core CPU (benchmarks/README.md, "The
@@ -264,7 +267,8 @@ class TrainingLoop:
         autotunes regardless, only to copy host tensors to the host.
         """
         def replica_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
-            return dataset_fn(context).with_options(_WITHOUT_AUTOTUNE)
+            batches = dataset_fn(context).skip(skip * data.replicas_per_pipeline(context))
+            return batches.with_options(_WITHOUT_AUTOTUNE)
 
         if _runs_on_one_cpu(self.strategy):
             return replica_dataset(tf.distribute.InputContext())
@@ -353,8 +357,8 @@ class Trainer(TrainingLoop):
         # An epoch is as many batches as there are pieces (a sentence longer than a window is split; overlap
         # warnings are logged once), not sentences: counted by sentences, an epoch of CLUENER at max_seq_length
         # 32 never reached 44 % of its pieces.
-        self.train_examples = data.split_long(corpus.train, self.max_seq_length - 2)
-        super().__init__(config, strategy, math.ceil(len(self.train_examples) / config.train.batch_size))
+        pieces = data.split_long(corpus.train, self.max_seq_length - 2)
+        super().__init__(config, strategy, math.ceil(len(pieces) / config.train.batch_size))
         with strategy.scope():
             self.model = self.build_model()
             self.build_optimizers(self.model.trainable_variables, self.model.head_variables())
@@ -368,7 +372,7 @@ class Trainer(TrainingLoop):
             with_confidence=False, group_windows=config.export.group_windows,
         )
         # Encoded once: every epoch reshuffles the same dataset.
-        self.train_source = data.examples_dataset(self.train_examples, corpus.tag_set)
+        self.train_source = data.examples_dataset(pieces, corpus.tag_set)
 
     def build_model(self):
         """The tagger to train (called under the strategy's scope)."""
@@ -393,10 +397,7 @@ class Trainer(TrainingLoop):
         )
 
     def epoch_dataset(self, epoch: int, skip: int) -> tf.data.Dataset | tf.distribute.DistributedDataset:
-        # A step takes one batch for each replica a pipeline feeds (N from the one pipeline of N mirrored GPUs):
-        # resuming at step `skip` skips skip x N of them.
-        return self.distribute(
-            lambda context: self.replica_dataset(context, epoch).skip(skip * data.replicas_per_pipeline(context)))
+        return self.distribute(lambda context: self.replica_dataset(context, epoch), skip)
 
     # ---- one step -------------------------------------------------------------------------------------------
     def replica_loss(self, batch):
