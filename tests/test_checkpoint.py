@@ -574,3 +574,32 @@ def test_fine_tuned_run_exports_without_its_checkpoint(tmp_path):
     second_out = tf.saved_model.load(second).signatures["serving_default"](text=texts)
     assert first_out["tags"].numpy().tolist() == second_out["tags"].numpy().tolist()
     np.testing.assert_allclose(first_out["entity_scores"].numpy(), second_out["entity_scores"].numpy(), atol=1e-6)
+
+
+def test_model_dropout_reaches_a_loaded_backbone(hf_dir, google_backbone, tmp_path):
+    """model.dropout is "backbone and head dropout" (README) for checkpoints too, not only for scratch."""
+    from tfner.config import ModelConfig
+    from tfner.model import build_backbone
+
+    preset = str(tmp_path / "preset")
+    google_backbone.save_to_preset(preset)
+    keras_hub.models.BertTokenizer(vocabulary=VOCAB).save_to_preset(preset)
+    for init in (hf_dir, preset):
+        backbone = build_backbone(ModelConfig(init=init, dropout=0.3), V, 8)
+        assert backbone.dropout == 0.3
+        assert {layer._self_attention_dropout.rate for layer in backbone.transformer_layers} == {0.3}
+        assert backbone.get_layer("embeddings_dropout").rate == 0.3
+        assert_matches_reference(backbone)  # the weights load as before
+
+
+def test_checkpoint_config_mistakes_name_the_config_keys(hf_dir):
+    """tfner.train prints ConfigErrors without a traceback; both messages name what to change."""
+    from tfner.config import ConfigError, ModelConfig
+    from tfner.model import build_backbone
+
+    with pytest.raises(ConfigError, match=r"data\.max_seq_length 32.*exceeds the 16 position embeddings"):
+        build_backbone(ModelConfig(init=hf_dir), V, 32)
+    with pytest.raises(ConfigError, match=r"has 30 token embeddings but the vocabulary has 28 entries.*vocab\.txt"
+                                          r".*do not belong together") as error:
+        build_backbone(ModelConfig(init=hf_dir), V - 2, 16)
+    assert "(leave data.vocab empty)" not in str(error.value)

@@ -1,4 +1,5 @@
 import os
+import unicodedata
 
 import pytest
 import tensorflow as tf
@@ -32,6 +33,7 @@ def tokens(tokenizer, text):
         ("😀中", ["[UNK]", "中"]),  # an astral-plane character missing from the vocab
         ("e\u0301", ["e", "[UNK]"]),  # a lone combining mark keeps its own token
         ("é", ["e"]),  # precomposed: accent stripped, as BERT's normaliser does
+        ("İ", ["i"]),  # lowercases to two characters (i + U+0307); BERT gives i, as for every accented capital
         ("", []),
     ],
 )
@@ -46,7 +48,8 @@ def test_invalid_utf8_is_replaced_not_an_error(bert_tokenizer):
 
 
 def test_agrees_with_berts_own_tokenizer_on_cjk(bert_tokenizer):
-    transformers = pytest.importorskip("transformers")
+    import transformers  # a test dependency (setup.cfg), BERT's own tokenizer as the reference
+
     reference = transformers.BertTokenizer(VOCAB, do_lower_case=True)
     with open(os.path.join(SHARED_DATA, "resume_ner", "test.char.bmes"), encoding="utf-8") as f:
         chars = [line.split()[0] for line in f if line.strip()]
@@ -75,3 +78,21 @@ def test_vocabulary_without_special_tokens_is_refused(tmp_path):
     path.write_text("a\nb\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"lacks \[PAD\], \[UNK\], \[CLS\], \[SEP\]"):
         read_vocabulary(str(path))
+
+
+def test_agrees_with_berts_own_tokenizer_on_cjk_compatibility_supplement(bert_tokenizer):
+    # BERT counts U+2F800-U+2FA1F as Chinese and NFD-normalises them to unified ideographs (U+2F804 -> 你).
+    import transformers  # a test dependency (setup.cfg), BERT's own tokenizer as the reference
+
+    reference = transformers.BertTokenizer(VOCAB, do_lower_case=True)
+    text = "".join(chr(c) for c in range(0x2F800, 0x2FA20) if unicodedata.name(chr(c), ""))
+    expected = reference.convert_tokens_to_ids(reference.tokenize(text))
+    assert len(expected) == len(text)
+    assert bert_tokenizer(tf.constant([text]))[0].numpy().tolist() == expected
+    assert tokens(bert_tokenizer, "\U0002F804们") == ["你", "们"]
+
+
+def test_vocabulary_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + "[PAD]\n[UNK]\n[CLS]\n[SEP]\n中\n".encode())
+    assert read_vocabulary(str(path)) == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "中"]

@@ -193,7 +193,8 @@ class _Entry:
 # ---------------------------------------------------------------------------
 
 
-def load_backbone(path: str, max_sequence_length: int | None = None) -> keras_hub.models.BertBackbone:
+def load_backbone(path: str, max_sequence_length: int | None = None,
+                  dropout: float | None = None) -> keras_hub.models.BertBackbone:
     """Builds a keras-hub BERT backbone from a pretrained checkpoint.
 
     The architecture comes from the checkpoint's own config file. For Google
@@ -216,6 +217,9 @@ def load_backbone(path: str, max_sequence_length: int | None = None) -> keras_hu
             position embedding table (the rest is dropped, which saves memory
             and is exact for inputs that fit). A larger value is an error: BERT
             has no trained embeddings for those positions.
+        dropout: float or None. The backbone's dropout rate; None keeps the
+            checkpoint's (`hidden_dropout_prob`, or the preset's). Dropout has
+            no weights, so any rate loads the same tensors.
 
     Returns:
         keras_hub.models.BertBackbone. An `ErfGeluBertBackbone` when the config
@@ -230,7 +234,7 @@ def load_backbone(path: str, max_sequence_length: int | None = None) -> keras_hu
     _check_length_argument(max_sequence_length)
     kind, location = _locate(path)
     if kind == "keras":
-        return _load_keras_preset(location, max_sequence_length)
+        return _load_keras_preset(location, max_sequence_length, dropout)
 
     if kind == "google":
         config_file = os.path.join(os.path.dirname(location), "bert_config.json")
@@ -240,6 +244,8 @@ def load_backbone(path: str, max_sequence_length: int | None = None) -> keras_hu
         config_file = os.path.join(location, "config.json")
         arch = _read_architecture(config_file, huggingface=True)
         reader = _SafetensorsReader(location)
+    if dropout is not None:
+        arch = dataclasses.replace(arch, dropout=float(dropout))
     positions = _resolve_positions(arch.positions, max_sequence_length, config_file)
 
     table = _mapping_table(arch, positions, huggingface=(kind == "huggingface"), names=reader.shapes)
@@ -806,14 +812,15 @@ def _listing(names: list[str]) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _load_keras_preset(preset: str, max_sequence_length: int | None) -> keras_hub.models.BertBackbone:
+def _load_keras_preset(preset: str, max_sequence_length: int | None,
+                       dropout: float | None = None) -> keras_hub.models.BertBackbone:
     """Loads a preset with keras-hub's own loader, optionally trimming positions.
 
     keras-hub wrote the file, so its loader owns the layout; building with a
     smaller max_sequence_length up front would make the saved position table
     not fit, so the full backbone is loaded first and copied into a shorter one.
     """
-    full = keras_hub.models.BertBackbone.from_preset(preset)
+    full = keras_hub.models.BertBackbone.from_preset(preset, **({} if dropout is None else {"dropout": dropout}))
     if os.path.isdir(preset):
         _check_preset_weight_count(preset, full)
     positions = _resolve_positions(full.max_sequence_length, max_sequence_length, preset)

@@ -13,7 +13,7 @@ import keras_hub
 import tensorflow as tf
 
 from tfner import checkpoint, encoder
-from tfner.config import ModelConfig
+from tfner.config import ConfigError, ModelConfig
 from tfner.crf import CRF
 
 
@@ -110,11 +110,19 @@ def build_backbone(config: ModelConfig, vocabulary_size: int, max_seq_length: in
             dropout=config.dropout,
             max_sequence_length=max_seq_length,
         )
-    backbone = checkpoint.load_backbone(config.init, max_sequence_length=max_seq_length)
+    # model.dropout is the backbone's dropout too (README), whatever rate the checkpoint's config names.
+    try:
+        backbone = checkpoint.load_backbone(config.init, max_sequence_length=max_seq_length, dropout=config.dropout)
+    except checkpoint.CheckpointMismatchError:
+        raise
+    except ValueError as e:  # an unsupported config, or more positions than the checkpoint has: name the keys
+        raise ConfigError(f"model.init {config.init} (data.max_seq_length {max_seq_length}): {e}") from None
     if backbone.vocabulary_size != vocabulary_size:
-        raise ValueError(
+        raise ConfigError(
             f"model.init {config.init}: the checkpoint has {backbone.vocabulary_size} token embeddings but the "
-            f"vocabulary has {vocabulary_size} entries; use the checkpoint's own vocab.txt (leave data.vocab empty)"
+            f"vocabulary has {vocabulary_size} entries. If data.vocab is set, leave it empty to use the "
+            f"checkpoint's own {checkpoint.vocabulary_path(config.init)}; if it is empty, that file and the "
+            "checkpoint's config (vocab_size) do not belong together"
         )
     return backbone
 
