@@ -176,32 +176,43 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_multi_worker_two_processes_train_and_finish(tmp_path):
-    """Two worker processes on loopback (TF_CONFIG), MultiWorkerMirroredStrategy: both finish, chief exports."""
+def _two_workers(tmp_path, overrides, timeout=400):
+    """tfner.train in two worker processes on loopback (TF_CONFIG); their outputs, once both exited 0."""
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
-    config_code = (
-        "import sys; sys.path.insert(0, 'tests'); from tiny import tiny_config; from tfner.train import train; "
-        f"train(tiny_config({str(tmp_path)!r}, ['train.distribute=multi_worker', 'train.max_steps=6', "
-        "'train.epochs=1'], sizes=(96, 16, 16)))"
-    )
+    code = ("import sys; sys.path.insert(0, 'tests'); from tiny import tiny_config; from tfner.train import train; "
+            f"train(tiny_config({str(tmp_path)!r}, {overrides!r}, sizes=(96, 16, 16)))")
     processes = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
         env = {**os.environ, "TF_CONFIG": tf_config, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        processes.append(subprocess.Popen([sys.executable, "-c", config_code], cwd=REPO, env=env,
+        processes.append(subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = []
     for process in processes:
         try:
-            outputs.append(process.communicate(timeout=400)[0])
+            outputs.append(process.communicate(timeout=timeout)[0])
         finally:
             process.kill()
     assert [p.returncode for p in processes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    return outputs
+
+
+@pytest.mark.slow
+def test_multi_worker_two_processes_train_finish_and_resume_together(tmp_path):
+    """Two worker processes on loopback, MultiWorkerMirroredStrategy: both finish, the chief exports. Run again
+    with more steps (as after a preemption that replaced a worker's machine), the other worker's scratch
+    checkpoints are gone: it must resume from the chief's, at the chief's step, not from step 0 on new weights
+    (which ran mismatched collectives until it crashed)."""
+    base = ["train.distribute=multi_worker", "train.epochs=1"]
+    _two_workers(tmp_path, base + ["train.max_steps=3"])
     metrics = json.load(open(tmp_path / "run" / "metrics.json"))
-    assert metrics["num_replicas"] == 2 and metrics["steps"] == 6
+    assert metrics["num_replicas"] == 2 and metrics["steps"] == 3
     assert os.path.exists(metrics["export"])
     assert not [n for n in os.listdir(tmp_path / "run") if n.startswith(".worker")]
+
+    for output in _two_workers(tmp_path, base + ["train.max_steps=6"]):
+        assert "resuming at step 3" in output, output[-3000:]
+    assert json.load(open(tmp_path / "run" / "metrics.json"))["steps"] == 6
 
 
 def test_tpu_without_a_tpu_fails_clearly():

@@ -220,6 +220,38 @@ class TrainingLoop:
             self.checkpoint, checkpoint_dir, max_to_keep=self.config.train.keep_checkpoints
         )
 
+    def resume_manager(self) -> tf.train.CheckpointManager:
+        """Where a resume reads: the chief's checkpoints, on every worker.
+
+        Other workers write to scratch folders (deleted at the end of a run, absent on a replaced machine); a
+        worker resuming from its own would start at another step than the chief, with other weights. Only where
+        the chief's folder is not visible (run_dir not shared) does a worker fall back to its own copy.
+        """
+        if self.is_chief:
+            return self.manager
+        chief = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.config.run_dir, "checkpoints"),
+                                           max_to_keep=None)
+        return chief if chief.checkpoints else self.manager
+
+    def check_workers_agree(self) -> None:
+        """Every worker resumes at one step, or none starts: different steps mean mismatched collectives."""
+        if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return
+
+        def replica():
+            step = tf.cast(tf.identity(self.step), tf.float64)
+            context = tf.distribute.get_replica_context()
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack([1.0, step, step * step]))
+
+        sums = tf.function(lambda: self.strategy.run(replica))()
+        n, total, squares = self.strategy.experimental_local_results(sums)[0].numpy()
+        if n * squares != total * total:  # Cauchy-Schwarz: equal only when every worker's step is the same
+            raise RuntimeError(
+                f"the workers resumed at different steps (this one at {int(self.step.numpy())}): every worker must "
+                f"read the chief's {os.path.join(self.config.run_dir, 'checkpoints')}; put run_dir on a filesystem "
+                "all workers share (NFS, GCS), or delete the run's checkpoints everywhere to start afresh"
+            )
+
     # ---- one step -------------------------------------------------------------------------------------------
     def replica_loss(self, batch) -> tuple[tf.Tensor, tf.Tensor]:
         raise NotImplementedError
@@ -288,7 +320,8 @@ class TrainingLoop:
     def fit(self) -> dict:
         config, t = self.config, self.config.train
         resumed_from = None
-        restored = restore_newest_intact(self.checkpoint, self.manager)
+        restored = restore_newest_intact(self.checkpoint, self.resume_manager())
+        self.check_workers_agree()
         if restored:
             resumed_from = int(self.step.numpy())
             print(f"resumed from {restored} at step {resumed_from}")
