@@ -131,6 +131,20 @@ def test_compose_runs_the_official_image_with_the_configs(compose):
         assert os.path.exists(os.path.join(SERVING, name))
 
 
+def test_deployments_let_tf_serving_start_with_the_labels(compose, k8s):
+    """TF Serving's ServerCore::ReloadConfig checks version_labels (UpdateModelVersionLabelMap) before it loads any
+    version (AddModelsViaModelConfigList), so at startup every label names a version that is not AVAILABLE yet and
+    the server exits with FAILED_PRECONDITION, unless --allow_version_labels_for_unavailable_models=true."""
+    config = text_format.Parse(read("models.config"), server_config.ModelServerConfig())
+    assert any(model.version_labels for model in config.model_config_list.config)  # what needs the flag
+    readme_run = re.search(r"^docker run (?:[^\n]*\\\n)*[^\n]*", read("README.md"), re.MULTILINE)[0]
+    readme_argv = shlex.split(readme_run.replace("\\\n", " "))
+    readme_flags = readme_argv[next(i for i, a in enumerate(readme_argv) if a.startswith("tensorflow/serving:")) + 1:]
+    k8s_args = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    for args in (compose["services"]["ner"]["command"], k8s_args, readme_flags):
+        assert flag_values(args).get("allow_version_labels_for_unavailable_models") == "true", args
+
+
 def test_k8s_objects_fit_together(k8s):
     assert set(k8s) == {"Deployment", "Service", "HeadlessService", "HorizontalPodAutoscaler", "PersistentVolumeClaim"}
     deployment = k8s["Deployment"]

@@ -70,6 +70,9 @@ def build_parser():
                    help="How often to look for new versions; 0 looks once. Default 1.")
     g.add_argument("--monitoring_config_file",
                    help="Text-format MonitoringConfig; enables Prometheus metrics on the REST port.")
+    g.add_argument("--allow_version_labels_for_unavailable_models", type=_bool, nargs="?", const=True,
+                   default=False, help="Accepted for TF Serving's command lines; tfner.serve always lets a new "
+                   "label wait for its version to load.")
     g.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True,
                    help="Replay assets.extra/tf_serving_warmup_requests on load. Default true.")
     g.add_argument("--tensorflow_intra_op_parallelism", type=thread_count, default=0,
