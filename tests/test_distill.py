@@ -80,3 +80,11 @@ def test_tfner_serve_serves_the_student(tiny_run, start_server):
     expected = SavedModelPredictor(tiny_run["export"]).predict(texts)
     assert [[(e.label, e.start, e.end) for e in row] for row in served] == \
         [[(e["label"], e["start"], e["end"]) for e in row] for row in expected]
+
+
+def test_the_command_line_names_a_missing_teacher_without_a_traceback(tmp_path, capsys):
+    from tfner.distill import main
+
+    assert main(["--set", f"run_dir={tmp_path / 'run'}", "--set", f"distill.teacher={tmp_path / 'nope'}",
+                 "--set", "train.distribute=one_device"]) == 2
+    assert f"tfner.distill: distill.teacher {tmp_path / 'nope'}: no config.yaml there" in capsys.readouterr().err

@@ -222,3 +222,13 @@ def test_the_command_line_pretrains_and_the_fine_tuned_run_records_its_backbone(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "held out after" in result.stdout and "fine-tune it:" in result.stdout
     assert type(checkpoint.load_backbone(str(tmp_path / "cli" / "backbone"))).__name__ == "BertBackbone"  # scratch: tanh
+
+
+def test_the_command_line_names_a_bad_line_without_a_traceback(tmp_path, capsys):
+    from tfner.pretrain import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "好"}\n{"content": "坏"}\n', encoding="utf-8")
+    assert main(["--set", f"run_dir={tmp_path / 'run'}", "--set", f"pretrain.text={bad}",
+                 "--set", "train.distribute=one_device"]) == 2
+    assert f"tfner.pretrain: {bad}:2: expected an object with a string field 'text'" in capsys.readouterr().err

@@ -321,3 +321,70 @@ def test_budget_batches_keep_order_and_bound_documents_and_padded_characters():
 def test_length_batches_put_similar_lengths_together():
     batches = list(length_batches(docs(100, 1, 90, 2, 95, 3), max_batch_size=3, max_batch_chars=1000))
     assert [[len(d.text) for d in b] for b in batches] == [[1, 2, 3], [90, 95, 100]]
+
+
+@pytest.mark.parametrize("suffix, compress", [(".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma")])
+def test_a_compressed_file_cut_short_leaves_a_truncated_dead_letter(tmp_path, suffix, compress):
+    import importlib
+
+    from apache_beam.io.filesystems import FileSystems
+
+    body = "".join(f"第{i}行文本\n" for i in range(2000)).encode()
+    blob = importlib.import_module(compress).compress(body)
+    whole, cut = tmp_path / f"whole.txt{suffix}", tmp_path / f"cut.txt{suffix}"
+    whole.write_bytes(blob)
+    cut.write_bytes(blob[: len(blob) * 2 // 3])
+    read = [list(tag_io.read_file(str(p), ReadSettings(), FileSystems.open)) for p in (whole, cut)]
+    assert len(read[0]) == 2000 and all(isinstance(r, Document) for r in read[0])
+    assert isinstance(read[1][-1], dict) and read[1][-1]["reason"] == "truncated"
+    assert read[1][-1]["source"] == str(cut) and read[1][-1]["line"] == len(read[1])
+
+
+def test_a_renamed_field_never_overwrites_another():
+    """tfner.tag's output tagged again: its `entities` cannot become `input_entities`, which holds the gold."""
+    record = {"id": 1, "source": "a", "text": "北京", "entities": ["run 1"], "input_entities": ["gold"]}
+    raw = json.dumps(record).encode()
+    document = tag_io.parse_record(raw, "f", 1, "json", ReadSettings())
+    record = tag_io.output_record(document, [])
+    assert record["input_entities"] == ["gold"] and record["input_input_entities"] == ["run 1"]
+    assert record["input_source"] == "a" and record["entities"] == []
+
+
+def test_the_command_line_names_a_bad_path_without_a_traceback(tmp_path, capsys):
+    common = ["--output", str(tmp_path / "o" / "part")]
+    assert tag.main(["--model", str(tmp_path / "no-model"), "--input", __file__, *common]) == 2
+    assert tag.main(["--model", str(tmp_path), "--input", str(tmp_path / "*.nothing"), *common]) == 2
+    err = capsys.readouterr().err
+    assert "tfner.tag: " in err and "no-model: neither a SavedModel" in err and "no file matches" in err
+    assert "Traceback" not in err
+
+
+def test_a_file_matched_by_two_patterns_is_tagged_once(corpus, model, tmp_path):
+    output = str(tmp_path / "part")
+    folder = os.path.dirname(corpus["text_path"])
+    assert tag.main(["--model", model["base"], "--input", corpus["text_path"], "--input", os.path.join(folder, "*.txt"),
+                     "--output", output, "--max_chars", str(MAX_CHARS), "--progress_seconds", "0"]) == 0
+    got = read_outputs(output)
+    keys = [(d["source"], d["id"]) for d in got["documents"]] + [(e["source"], e["line"]) for e in got["errors"]]
+    assert len(keys) == len(set(keys)) == got["summary"]["records"]
+    assert {k[0] for k in keys} == {corpus["text_path"]}
+
+
+def test_an_output_prefix_that_would_delete_another_runs_files_is_refused(tmp_path):
+    import argparse
+
+    source = tmp_path / "in.txt"
+    source.write_text("北京\n", encoding="utf-8")
+    other = tmp_path / "part-news-00000-of-00001.jsonl"  # the output of --output part-news
+    other.write_text("{}\n", encoding="utf-8")
+    args = argparse.Namespace(input=[str(source)], output=str(tmp_path / "part"))
+    with pytest.raises(FileExistsError, match="part-news-00000-of-00001.jsonl exists, and Beam would delete it"):
+        tag.check_paths(args)
+    tag.check_paths(argparse.Namespace(input=[str(source)], output=str(tmp_path / "other")))  # nothing in the way
+
+
+@pytest.mark.parametrize("flag", ["--max_chars", "--num_shards"])
+def test_a_negative_count_is_refused_by_the_parser(flag):
+    with pytest.raises(SystemExit):  # --max_chars -5 sent every document to the dead letters as too_long
+        tag.parse_args(["--model", "m", "--input", "i", "--output", "o", flag, "-5"])
+    assert getattr(tag.parse_args(["--model", "m", "--input", "i", "--output", "o", flag, "0"])[0], flag[2:]) == 0

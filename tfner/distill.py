@@ -43,7 +43,7 @@ from tfner.inference import NerModule
 from tfner.labels import TagSet
 from tfner.model import NerTagger
 from tfner.predict import resolve_version
-from tfner.train import Corpus, Trainer, load_corpus, print_summary, run, start_process
+from tfner.train import CLEAR_ERRORS, Corpus, Trainer, load_corpus, print_summary, run, start_process
 
 log = logging.getLogger("tfner.distill")
 
@@ -220,8 +220,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a config field, e.g. --set distill.teacher=runs/resume_ner (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = load_config(args.config, args.set)
-    summary = distill(config)
+    try:
+        config = load_config(args.config, args.set)
+        summary = distill(config)
+    except CLEAR_ERRORS as e:  # the message names the file, line or key: no traceback, as python -m tfner.train
+        print(f"tfner.distill: {e}", file=sys.stderr)
+        return 2
     if summary["distill"]["dev_agreement_before"] is not None and summary["history"]:
         print(f"\nagreement with the teacher on dev: {summary['distill']['dev_agreement_before']:.4f} as initialised, "
               f"{summary['history'][-1].get('dev_agreement', float('nan')):.4f} after the last epoch")

@@ -34,7 +34,7 @@ from tfner import data, masked_lm, unlabelled
 from tfner.config import Config, load_config, save_config
 from tfner.model import build_backbone
 from tfner.tokenizer import MASK, CharTokenizer, read_vocabulary, write_vocabulary
-from tfner.train import TrainingLoop, _write_json, random_states, start_process
+from tfner.train import CLEAR_ERRORS, TrainingLoop, _write_json, random_states, start_process
 
 log = logging.getLogger("tfner.pretrain")
 
@@ -246,8 +246,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a config field, e.g. --set pretrain.text=corpus.txt (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = load_config(args.config, args.set)
-    summary = pretrain(config)
+    try:
+        config = load_config(args.config, args.set)
+        summary = pretrain(config)
+    except CLEAR_ERRORS as e:  # the message names the file, line or key: no traceback, as python -m tfner.train
+        print(f"tfner.pretrain: {e}", file=sys.stderr)
+        return 2
     print_summary(summary, config)
     return 0
 

@@ -62,9 +62,9 @@ class ReadRecords(beam.DoFn):
         self.records = Metrics.counter(NAMESPACE, "records")
         self.errors = Metrics.counter(NAMESPACE, "errors")
 
-    def process(self, metadata):
+    def process(self, path):
         # FileSystems.open reads any Beam filesystem and decompresses by suffix (compression_type AUTO).
-        for result in tag_io.read_file(metadata.path, self.settings, FileSystems.open):
+        for result in tag_io.read_file(path, self.settings, FileSystems.open):
             self.records.inc()
             if isinstance(result, Document):
                 yield result
@@ -126,6 +126,9 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, model_path
         pipeline
         | "Input patterns" >> beam.Create(args.input)
         | "Match files" >> fileio.MatchAll()
+        | "Paths" >> beam.Map(lambda metadata: metadata.path)
+        # A file matched by two patterns (a glob and a file in it) is read once, not tagged twice.
+        | "Each file once" >> beam.Distinct()
         # Without this the runner fuses everything after the one-element Create into one worker.
         | "Spread files" >> beam.Reshuffle()
         | "Read records" >> beam.ParDo(ReadRecords(settings)).with_outputs(ERRORS, main="documents")
@@ -233,6 +236,16 @@ def _buckets(text: str) -> list[int]:
     return values
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tfner.tag", description=__doc__.split("\n")[0], allow_abbrev=False,
@@ -249,11 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto: json for .jsonl/.json, else text. Default auto.")
     g.add_argument("--text_field", default="text", help="JSON field holding the document. Default text.")
     g.add_argument("--id_field", default="id", help="JSON field holding its id (missing: the line number). Default id.")
-    g.add_argument("--max_chars", type=int, default=100_000,
+    g.add_argument("--max_chars", type=_non_negative, default=100_000,
                    help="longer documents go to the dead letters (each is one model call); 0 = no limit. Default 100000.")
     g = p.add_argument_group("output")
     g.add_argument("--no_text", action="store_true", help="leave the document text out of the output")
-    g.add_argument("--num_shards", type=int, default=0, help="output shards; 0 = the runner decides. Default 0.")
+    g.add_argument("--num_shards", type=_non_negative, default=0,
+                   help="output shards; 0 = the runner decides. Default 0.")
     g.add_argument("--progress_seconds", type=float, default=30.0,
                    help="each worker logs its progress this often; 0 = never. Default 30.")
     g = p.add_argument_group("batching and scale-out")
@@ -314,6 +328,13 @@ def check_paths(args: argparse.Namespace) -> None:
         if found:
             raise FileExistsError(f"--output {args.output}: {found[0].path} exists (an earlier run's {kind}); "
                                   "remove the earlier outputs or choose another prefix")
+    # WriteToText's finalize deletes every PREFIX-*-of-NNNNN.jsonl it did not write (stale shards), whatever the
+    # '*' holds: the output of a run whose prefix extends this one (PREFIX-news-00000-of-00001.jsonl) too.
+    found = FileSystems.match([f"{args.output}-*-of-*.jsonl"], limits=[1])[0].metadata_list
+    if found:
+        raise FileExistsError(f"--output {args.output}: {found[0].path} exists, and Beam would delete it when it "
+                              f"writes the shards (it removes every {args.output}-*-of-NNNNN.jsonl); move it or "
+                              "choose another prefix")
 
 
 @contextlib.contextmanager
@@ -365,7 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False  # Beam configures the root logger too: print each line once
-    summary = run(argv)
+    try:
+        summary = run(argv)
+    except (FileNotFoundError, FileExistsError) as e:  # check_paths, resolve_version: the message names the path
+        print(f"tfner.tag: {e}", file=sys.stderr)
+        return 2
     print(format_summary(summary))
     paths = tag_io.output_paths(summary["output"])
     print(f"  output {paths['output']}, errors {paths['errors']}, summary {paths['summary']}")

@@ -21,6 +21,8 @@ exception: a long corpus run must not die on line 3,000,000. Reasons:
     lone_surrogate     a string of the record holds half a UTF-16 surrogate pair (JSON may escape one, "\\ud83d",
                        e.g. an emoji cut in two): not a character, and no UTF-8 can hold it
     too_long           more code points than --max_chars
+    truncated          a compressed file ends before its end-of-stream marker (a copy cut short): one dead letter
+                       after its last line; that line may itself be cut (a partial document or bad_json)
 
 Output records have the shape of python -m tfner.predict's lines plus where they came from:
 
@@ -29,7 +31,7 @@ Output records have the shape of python -m tfner.predict's lines plus where they
 
 Offsets are Unicode code points (Python str indices), as in the serving contract. A passed-through field whose
 name the output already uses (id, source, text, entities; e.g. the gold `entities` of a tfner JSONL file) is
-written as input_<name>.
+written as input_<name> (input_input_<name> if the record has an input_<name> too, and so on).
 """
 
 import dataclasses
@@ -40,7 +42,7 @@ from typing import Any
 
 FORMATS = ("auto", "text", "json")
 REASONS = ("not_utf8", "bad_json", "not_an_object", "missing_text", "text_not_a_string", "lone_surrogate",
-           "too_long")
+           "too_long", "truncated")
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud83d in a JSON line: maybe half a pair
 _SURROGATE = re.compile("[\ud800-\udfff]")
 OUTPUT_KEYS = ("id", "source", "text", "entities")
@@ -175,11 +177,20 @@ def read_file(path: str, settings: ReadSettings, open_fn) -> Iterator[Document |
     fmt = detect_format(path) if settings.format == "auto" else settings.format
     if fmt not in ("text", "json"):
         raise ValueError(f"--format {settings.format!r}: expected one of {', '.join(FORMATS)}")
+    number = 0
     with open_fn(path) as stream:
         for number, raw in read_lines(stream):
             result = parse_record(raw, path, number, fmt, settings)
             if result is not None:
                 yield result
+        # Beam's CompressedFile stops quietly at the end of the bytes even when the compressed stream is cut
+        # short; its decompressor (zlib, bz2, lzma, zstandard: all have `eof`) knows whether it saw the end.
+        decompressor = getattr(stream, "_decompressor", None)
+        if decompressor is not None and getattr(decompressor, "eof", True) is False:
+            yield dead_letter(path, number + 1, "truncated",
+                              "the compressed file ends before its end-of-stream marker (cut short?); the "
+                              f"records after line {number} are missing and line {number} may be cut; "
+                              "copy the file again", b"")
 
 
 def output_record(document: Document, entities: list[dict], with_text: bool = True) -> dict:
@@ -189,7 +200,13 @@ def output_record(document: Document, entities: list[dict], with_text: bool = Tr
         record["text"] = document.text
     record["entities"] = entities
     for name, value in document.fields.items():
-        record[f"input_{name}" if name in OUTPUT_KEYS else name] = value
+        if name in OUTPUT_KEYS:
+            # input_<name>, or input_input_<name> ... when the record has that field too (tfner.tag's own output
+            # tagged again has both `entities` and `input_entities`): never one field written over another.
+            name = f"input_{name}"
+            while name in document.fields or name in record:
+                name = f"input_{name}"
+        record[name] = value
     return record
 
 

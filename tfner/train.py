@@ -641,6 +641,10 @@ def print_summary(summary: dict, config: Config) -> None:
               f"--model_base_path {os.path.abspath(os.path.dirname(summary['export']))}")
 
 
+# Errors whose message names the file, line or key and the fix: the commands print them without a traceback.
+CLEAR_ERRORS = (ConfigError, data.DataError, checkpoint_lib.CheckpointMismatchError, FileNotFoundError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfner.train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="YAML experiment file; omit it to run the built-in demo")
@@ -653,12 +657,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tfner.train: {data_keys[0]} without --config: the built-in demo brings its own data and would "
               "ignore it; pass a config too, e.g. --config configs/tiny.yaml", file=sys.stderr)
         return 2
-    # Errors whose message names the file, line or key and the fix: no traceback needed.
-    clear = (ConfigError, data.DataError, checkpoint_lib.CheckpointMismatchError, FileNotFoundError)
     try:
         config = load_config(args.config, args.set) if args.config else demo.demo_config(args.set)
         summary = train(config)
-    except clear as e:
+    except CLEAR_ERRORS as e:
         print(f"tfner.train: {e}", file=sys.stderr)
         return 2
     print_summary(summary, config)
