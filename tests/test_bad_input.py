@@ -615,6 +615,16 @@ def test_evaluate_reads_lost_characters_when_told(tmp_path, capsys):
     assert "/nonexistent/ner: neither a SavedModel nor a folder of numbered versions" in err, err
 
 
+def test_evaluate_refuses_data_without_gold_entities(tmp_path, capsys):
+    """CLUENER's test.json has no labels: scoring against it printed zeros and exited 0."""
+    from tfner import evaluate
+
+    path = tmp_path / "test.json"
+    path.write_text('{"id": 0, "text": "北京欢迎你"}\n', encoding="utf-8")
+    assert evaluate.main(["--model", "/nonexistent/ner", "--data", str(path)]) == 2
+    assert "test.json: no gold entity in 1 text(s), nothing to score against" in capsys.readouterr().err
+
+
 def test_serve_refuses_thread_counts_once_tensorflow_ran(capsys):
     import tensorflow as tf
 

@@ -38,6 +38,14 @@ def test_conll_ill_formed_tags_are_repaired_and_counted(tmp_path, caplog):
     assert "1 sentence(s) have a continuation tag with no begin (line 1)" in caplog.text
 
 
+def test_conll_repair_warning_names_the_line_of_the_tag(tmp_path, caplog):
+    path = write(tmp_path, "a.bio", "一 O\n" * 30 + "张 I-PER\n三 I-PER\n")
+    with caplog.at_level(logging.WARNING):
+        examples = data.read_examples(path)
+    assert examples[0].spans == (Span(30, 32, "PER"),)
+    assert "1 sentence(s) have a continuation tag with no begin (line 31)" in caplog.text
+
+
 @pytest.mark.parametrize(
     "name, content, message",
     [
@@ -46,7 +54,7 @@ def test_conll_ill_formed_tags_are_repaired_and_counted(tmp_path, caplog):
         ("a.bio", "张B-PER\n", "a.bio:1: expected one character"),
         ("a.bio", "张\tB-JOB TITLE\n", "a.bio:1: tag 'B-JOB TITLE' holds whitespace; an entity type is one word"),
         ("a.bio", "\n\n", "a.bio: the file is empty"),
-        ("a.json", '{"text": "北京", "label": {"LOC": {"北京": [[0, 2]]}}}\n', "a.json:1: entity 'LOC' [0, 3) is outside"),
+        ("a.json", '{"text": "北京", "label": {"LOC": {"北京": [[0, 2]]}}}\n', "a.json:1: entity '北京' of type 'LOC' [0, 2] (end inclusive) is outside"),
         ("a.json", '{"text": "北京", "label": {"LOC": {"上海": [[0, 1]]}}}\n', "reads '北京', not '上海'"),
         ("a.json", '{"text": "x"}\n{"text": \n', "a.json:2: not a JSON object"),
         ("a.jsonl", '{"text": "北京", "entities": [{"start": 0, "label": "LOC"}]}\n', "a.jsonl:1: each entity needs"),

@@ -197,8 +197,9 @@ def read_conll(path: str, scheme: str = "auto", lost_characters: str = "error") 
     examples, repaired = [], []
     for first, text, sentence_tags in sentences:
         spans, repairs = labels_lib.tags_to_spans(sentence_tags)
-        if repairs and scheme != "IOB1":
-            repaired.append(first)
+        if repairs and scheme != "IOB1":  # the line of the first entity begun by a continuation tag
+            repaired.append(first + next(s.start for s in spans if labels_lib.split_tag(sentence_tags[s.start])[0]
+                                         in (labels_lib.INSIDE, labels_lib.END)))
         examples.append(Example(text, tuple(spans)))
     if lost:
         log.warning(
@@ -243,7 +244,8 @@ def _check_label(path: str, number: int, label) -> str:
     return label
 
 
-def _check_span(path: str, number: int, text: str, span: Span, what: str) -> Span:
+def _check_span(path: str, number: int, text: str, span: Span, what: str, shown: str | None = None) -> Span:
+    """`shown`: the offsets as the file writes them (CLUENER's inclusive [start, end]), for the message."""
     if not (_is_offset(span.start) and _is_offset(span.end)):
         raise DataError(
             f"{path}:{number}: {what} {span.label!r} has start {span.start!r} and end {span.end!r}; "
@@ -251,7 +253,7 @@ def _check_span(path: str, number: int, text: str, span: Span, what: str) -> Spa
         )
     if not 0 <= span.start < span.end <= len(text):
         raise DataError(
-            f"{path}:{number}: {what} {span.label!r} [{span.start}, {span.end}) is outside the text "
+            f"{path}:{number}: {what} {span.label!r} {shown or f'[{span.start}, {span.end})'} is outside the text "
             f"({len(text)} characters) or empty"
         )
     return span
@@ -281,7 +283,8 @@ def read_cluener(path: str) -> list[Example]:
                             f"{path}:{number}: {label}/{mention}: a position must be [start, end] of two "
                             f"integers, got {position!r}"
                         )
-                    span = _check_span(path, number, text, Span(position[0], position[1] + 1, label), "entity")
+                    span = _check_span(path, number, text, Span(position[0], position[1] + 1, label),
+                                       f"entity {mention!r} of type", f"{position} (end inclusive)")
                     if text[span.start : span.end] != mention:
                         raise DataError(
                             f"{path}:{number}: {label} at {position} reads {text[span.start:span.end]!r}, "

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         examples = data.read_examples(args.data, args.format, args.scheme, args.lost_characters)
+        if not any(e.spans for e in examples):
+            raise data.DataError(f"{', '.join(args.data)}: no gold entity in {len(examples)} text(s), nothing to "
+                                 "score against (CLUENER's test.json has no labels; score on dev.json)")
         result = evaluate_saved_model(args.model, examples)
     except (OSError, ValueError) as e:  # DataError, a missing or malformed export
         print(f"tfner.evaluate: {e}", file=sys.stderr)
