@@ -21,6 +21,7 @@ import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -42,11 +43,12 @@ import tensorflow.serving.Predict.PredictResponse;
  * }
  * }</pre>
  *
- * <p>Texts go out in chunks of at most {@code chunkSize}, all chunks at once over one HTTP/2
- * channel; the results come back in input order. Each call has its own deadline and is retried
- * after {@code UNAVAILABLE} (the server starting, stopping, or between pods), or after a {@code
- * CANCELLED} the client did not cause (a stopping server's), with jittered exponential backoff;
- * any other status fails at once with a {@link NerException} subclass.
+ * <p>Texts go out in chunks of at most {@code chunkSize}, up to {@code maxConcurrentChunks} (8)
+ * at once over one HTTP/2 channel; the results come back in input order. Each call has its own
+ * deadline and is retried after {@code UNAVAILABLE} (the server starting, stopping, or between
+ * pods), or after a {@code CANCELLED} the client did not cause (a stopping server's), with
+ * jittered exponential backoff; any other status fails at once with a {@link NerException}
+ * subclass.
  *
  * <p>A client is safe to share between threads, and meant to be: it holds one channel (with its
  * connections) and one retry-timer thread. Close it when done.
@@ -58,6 +60,7 @@ public final class NerClient implements AutoCloseable {
   private final ModelSpec spec;
   private final long timeoutNanos;
   private final int chunkSize;
+  private final int maxConcurrentChunks;
   private final ScheduledThreadPoolExecutor retryScheduler;
   private final RetryingCall.Settings callSettings;
   private final AtomicBoolean closed = new AtomicBoolean();
@@ -67,6 +70,7 @@ public final class NerClient implements AutoCloseable {
     this.spec = Requests.modelSpec(b.model, b.version, b.label);
     this.timeoutNanos = b.timeout.toNanos();
     this.chunkSize = b.chunkSize;
+    this.maxConcurrentChunks = b.maxConcurrentChunks;
     String target = b.target;
     if (b.loadBalancing == LoadBalancing.ROUND_ROBIN && !target.contains(":/")) {
       // round_robin spreads calls over the addresses the name resolver returns; a bare host:port
@@ -133,18 +137,47 @@ public final class NerClient implements AutoCloseable {
       return CompletableFuture.completedFuture(List.of());
     }
     int chunks = (input.size() + chunkSize - 1) / chunkSize;
-    List<CompletableFuture<PredictResponse>> calls = new ArrayList<>(chunks);
+    List<CompletableFuture<PredictResponse>> calls = new CopyOnWriteArrayList<>();
     List<CompletableFuture<List<Prediction>>> results = new ArrayList<>(chunks);
-    for (int begin = 0; begin < input.size(); begin += chunkSize) {
-      List<String> chunk = input.subList(begin, Math.min(input.size(), begin + chunkSize));
-      CompletableFuture<PredictResponse> call =
-          RetryingCall.start(callSettings, TfServingMethods.PREDICT, Requests.predict(spec, chunk));
-      calls.add(call);
-      results.add(call.thenApply(response -> PredictResponses.decode(response, chunk)));
+    for (int i = 0; i < chunks; i++) {
+      results.add(new CompletableFuture<>());
     }
     CompletableFuture<List<Prediction>> all = allInOrder(results);
+    // At most maxConcurrentChunks calls in flight: each answered chunk starts the next one. All at
+    // once would fill a batching server's queue (RESOURCE_EXHAUSTED) and let the last chunks'
+    // deadlines run out while they wait behind the first ones.
+    AtomicInteger next = new AtomicInteger();
+    Runnable launchNext = new Runnable() {
+      @Override
+      public void run() {
+        int i = next.getAndIncrement();
+        if (i >= chunks || all.isDone()) {
+          return;
+        }
+        int begin = i * chunkSize;
+        List<String> chunk = input.subList(begin, Math.min(input.size(), begin + chunkSize));
+        CompletableFuture<PredictResponse> call =
+            RetryingCall.start(callSettings, TfServingMethods.PREDICT, Requests.predict(spec, chunk));
+        calls.add(call);
+        if (all.isDone()) {
+          call.cancel(false); // Lost the race with a failure or the caller's cancel().
+        }
+        call.thenApply(response -> PredictResponses.decode(response, chunk))
+            .whenComplete((predictions, error) -> {
+              if (error != null) {
+                results.get(i).completeExceptionally(unwrap(error));
+              } else {
+                results.get(i).complete(predictions);
+                run();
+              }
+            });
+      }
+    };
+    for (int k = 0; k < Math.min(chunks, maxConcurrentChunks); k++) {
+      launchNext.run();
+    }
     // On the first failure, or if the caller cancels, stop the calls still running (cancelling a
-    // dependent stage would not reach them).
+    // dependent stage would not reach them); chunks not yet started never start.
     all.whenComplete((predictions, error) -> {
       if (error != null) {
         calls.forEach(call -> call.cancel(false));
@@ -275,6 +308,7 @@ public final class NerClient implements AutoCloseable {
     private Duration baseBackoff = Duration.ofMillis(100);
     private Duration maxBackoff = Duration.ofSeconds(2);
     private int chunkSize = 16;
+    private int maxConcurrentChunks = 8;
     private ChannelCredentials credentials = InsecureChannelCredentials.create();
     private LoadBalancing loadBalancing = LoadBalancing.PICK_FIRST;
     private int maxInboundMessageBytes = 64 * 1024 * 1024;
@@ -337,6 +371,15 @@ public final class NerClient implements AutoCloseable {
      */
     public Builder chunkSize(int chunkSize) {
       this.chunkSize = chunkSize;
+      return this;
+    }
+
+    /**
+     * The most calls one {@code predict} has in flight at once; each answered chunk starts the
+     * next. Default 8, as in the Python and Node.js clients.
+     */
+    public Builder maxConcurrentChunks(int maxConcurrentChunks) {
+      this.maxConcurrentChunks = maxConcurrentChunks;
       return this;
     }
 
@@ -406,6 +449,9 @@ public final class NerClient implements AutoCloseable {
       }
       if (chunkSize < 1) {
         throw new IllegalArgumentException("chunkSize must be >= 1, got " + chunkSize);
+      }
+      if (maxConcurrentChunks < 1) {
+        throw new IllegalArgumentException("maxConcurrentChunks must be >= 1, got " + maxConcurrentChunks);
       }
       if (timeout.isNegative() || timeout.isZero()) {
         throw new IllegalArgumentException("timeout must be > 0, got " + timeout);

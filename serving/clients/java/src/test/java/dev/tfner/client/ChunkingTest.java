@@ -8,11 +8,15 @@ import io.grpc.Channel;
 import io.grpc.ClientCall;
 import io.grpc.ClientInterceptor;
 import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
+import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
+import io.grpc.Status;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 
@@ -34,6 +38,53 @@ class ChunkingTest {
       for (int i = 0; i < cases.size(); i++) {
         assertEquals(List.of(), cases.get(i).mismatches(predictions.get(i)), "text " + i);
       }
+    }
+  }
+
+  @Test
+  void atMostEightChunksAreInFlightAtOnce() {
+    AtomicInteger inFlight = new AtomicInteger();
+    AtomicInteger mostInFlight = new AtomicInteger();
+    ClientInterceptor gauge = new ClientInterceptor() {
+      @Override
+      public <ReqT, RespT> ClientCall<ReqT, RespT> interceptCall(
+          MethodDescriptor<ReqT, RespT> method, CallOptions options, Channel next) {
+        return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
+          @Override
+          public void start(Listener<RespT> listener, Metadata headers) {
+            mostInFlight.accumulateAndGet(inFlight.incrementAndGet(), Math::max);
+            // A unary call is answered at its response message (the client completes the chunk
+            // there), or at its close when it fails.
+            AtomicBoolean answered = new AtomicBoolean();
+            super.start(new ForwardingClientCallListener.SimpleForwardingClientCallListener<>(listener) {
+              @Override
+              public void onMessage(RespT message) {
+                if (answered.compareAndSet(false, true)) {
+                  inFlight.decrementAndGet();
+                }
+                super.onMessage(message);
+              }
+
+              @Override
+              public void onClose(Status status, Metadata trailers) {
+                if (answered.compareAndSet(false, true)) {
+                  inFlight.decrementAndGet();
+                }
+                super.onClose(status, trailers);
+              }
+            }, headers);
+          }
+        };
+      }
+    };
+    List<String> texts = new ArrayList<>();
+    for (int i = 0; i < 400; i++) {
+      texts.add(i + "号张三在北京工作。");
+    }
+    try (NerClient client = TestEnv.client().chunkSize(16).intercept(gauge).build()) {
+      List<Prediction> predictions = client.predict(texts);
+      assertEquals(texts, predictions.stream().map(Prediction::text).toList());
+      assertTrue(mostInFlight.get() <= 8, "at most 8 calls in flight, saw " + mostInFlight.get());
     }
   }
 

@@ -3,13 +3,12 @@ package dev.tfner.client.cli;
 import dev.tfner.client.NerClient;
 import dev.tfner.client.NerException;
 import dev.tfner.client.Prediction;
-import java.io.BufferedReader;
 import java.io.FileDescriptor;
 import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.InputStreamReader;
 import java.io.PrintStream;
+import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
@@ -52,7 +51,15 @@ public final class Main {
       err.println("tfner-client: " + e.getMessage());
       return 2;
     }
-    try (NerClient client = options.client()) {
+    NerClient built;
+    try {
+      built = options.client();
+    } catch (RuntimeException e) {
+      // A --tls_ca_file that cannot be read, or holds no certificate: a bad command line.
+      err.println("tfner-client: " + e.getMessage());
+      return 2;
+    }
+    try (NerClient client = built) {
       if (options.bench() != null) {
         return Bench.run(client, options, out, err);
       }
@@ -70,19 +77,34 @@ public final class Main {
     }
   }
 
-  /** One text per line of UTF-8 (line ends: \n, \r\n or \r); invalid UTF-8 is an error naming the line. */
+  /**
+   * One text per line of UTF-8, split at "\n" with the "\r"s before it dropped, as the Python, Go
+   * and Node.js clients read standard input (a "\r" inside a line stays in its text); invalid
+   * UTF-8 is an error naming the line.
+   */
   static List<String> readLines(InputStream in) throws IOException {
     var decoder =
         StandardCharsets.UTF_8.newDecoder()
             .onMalformedInput(CodingErrorAction.REPORT)
             .onUnmappableCharacter(CodingErrorAction.REPORT);
+    byte[] bytes = in.readAllBytes();
     List<String> lines = new ArrayList<>();
-    try (BufferedReader reader = new BufferedReader(new InputStreamReader(in, decoder))) {
-      for (String line = reader.readLine(); line != null; line = reader.readLine()) {
-        lines.add(line);
+    // No UTF-8 sequence holds the bytes of "\n" or "\r", so lines can be cut before decoding.
+    for (int start = 0; start < bytes.length; ) {
+      int end = start;
+      while (end < bytes.length && bytes[end] != '\n') {
+        end++;
       }
-    } catch (CharacterCodingException e) {
-      throw new IOException("standard input line " + (lines.size() + 1) + " is not valid UTF-8", e);
+      int stop = end;
+      while (stop > start && bytes[stop - 1] == '\r') {
+        stop--;
+      }
+      try {
+        lines.add(decoder.decode(ByteBuffer.wrap(bytes, start, stop - start)).toString());
+      } catch (CharacterCodingException e) {
+        throw new IOException("standard input line " + (lines.size() + 1) + " is not valid UTF-8", e);
+      }
+      start = end + 1;
     }
     return lines;
   }

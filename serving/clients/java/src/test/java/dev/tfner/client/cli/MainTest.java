@@ -63,6 +63,30 @@ class MainTest {
   }
 
   @Test
+  void standardInputLinesSplitAtNewlinesOnlyAsInTheOtherClients() throws IOException {
+    byte[] stdin = "北京\r欢迎你\n上海\r\r\n\n".getBytes(StandardCharsets.UTF_8);
+    assertEquals(List.of("北京\r欢迎你", "上海", ""), Main.readLines(new ByteArrayInputStream(stdin)));
+  }
+
+  @Test
+  void invalidUtf8OnStandardInputNamesItsLine() {
+    byte[] stdin = {'a', '\n', (byte) 0xe5, (byte) 0x8c, '\n', 'b', '\n'};
+    IOException e = org.junit.jupiter.api.Assertions.assertThrows(
+        IOException.class, () -> Main.readLines(new ByteArrayInputStream(stdin)));
+    assertEquals("standard input line 2 is not valid UTF-8", e.getMessage());
+  }
+
+  @Test
+  void unreadableCaFileExitsTwoWithAMessage(@TempDir Path dir) throws IOException {
+    Path garbage = Files.writeString(dir.resolve("ca.pem"), "not a certificate\n");
+    for (String ca : List.of(dir.resolve("missing.pem").toString(), garbage.toString())) {
+      Run run = run("", "--server", TestEnv.server(), "--tls_ca_file", ca, "北京");
+      assertEquals(2, run.status(), run.err());
+      assertTrue(run.err().startsWith("tfner-client: "), run.err());
+    }
+  }
+
+  @Test
   void refusedCallExitsOneWithCodeAndMessage() {
     Run run = run("", "--server", TestEnv.server(), "--model", "no_such_model", "北京");
     assertEquals(1, run.status());
