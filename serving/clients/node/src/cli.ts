@@ -148,9 +148,10 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** Lines without their "\n" or "\r\n"; a final newline does not start an empty text. */
+/** Lines without their "\n" and the "\r"s before it, as the other clients read them; a final newline does not
+ * start an empty text. */
 function splitLines(content: string): string[] {
-  const lines = content.split("\n").map((line) => (line.endsWith("\r") ? line.slice(0, -1) : line));
+  const lines = content.split("\n").map((line) => line.replace(/\r+$/, ""));
   if (lines.at(-1) === "") lines.pop();
   return lines;
 }

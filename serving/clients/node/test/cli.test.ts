@@ -73,6 +73,13 @@ test("texts from stdin, one per line (CRLF too; an empty line is an empty text)"
   assert.deepEqual(lines.at(-1), { text: "", entities: [] });
 });
 
+test("stdin drops every \\r before a line's end, and a byte-order mark at its start only", async () => {
+  const result = await run(["--server", SERVER, "--label", "stable"], "\ufeff北京\r\r\n\ufeff上海\n");
+  assert.equal(result.code, 0, result.stderr);
+  const texts = result.stdout.trimEnd().split("\n").map((l) => (JSON.parse(l) as Line).text);
+  assert.deepEqual(texts, ["北京", "\ufeff上海"]);
+});
+
 test("stdin that is not UTF-8 exits 1 naming the line, before any call", async () => {
   const input = Buffer.concat([Buffer.from("北京\n"), Buffer.from([0xb1, 0xb1, 0xbe, 0xa9]), Buffer.from("\n")]); // GBK
   const result = await run(["--server", SERVER], input);

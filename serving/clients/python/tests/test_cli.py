@@ -37,6 +37,12 @@ def test_stdin_gives_the_same_lines(server, capsys, monkeypatch):
     assert capsys.readouterr().out == from_args
 
 
+def test_stdin_drops_a_byte_order_mark_at_its_start(server, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\ufeff北京\r\r\n\ufeff上海\n"))
+    assert cli.main(["--server", server, "--version", "1", "--timeout", "5"]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["北京", "\ufeff上海"]
+
+
 def test_refusal_exits_1_with_code_and_message(server):
     done = run("--server", server, "--model", "nope", "北京")
     assert done.returncode == 1

@@ -64,7 +64,7 @@ def main(argv=None, prog="tfner-client"):
                        tls=args.tls, credentials=credentials, load_balancing=args.load_balancing) as client:
             if args.bench:
                 return _bench(client, args, prog)
-            texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
+            texts = args.texts or _stdin_lines()
             results = client.predict(texts)
     except NerError as e:
         print(f"{prog}: {e.code().name}: {e.message}", file=sys.stderr)
@@ -76,6 +76,15 @@ def main(argv=None, prog="tfner-client"):
         line = {"text": text, "entities": [dataclasses.asdict(e) for e in entities]}
         print(json.dumps(line, ensure_ascii=False))
     return 0
+
+
+def _stdin_lines():
+    """Standard input's lines without their line ends (the \r's before \n too), and without a byte-order mark
+    at the start (Windows editors write one), as the Go, Java and Node.js clients read them."""
+    lines = [line.rstrip("\r\n") for line in sys.stdin]
+    if lines:
+        lines[0] = lines[0].removeprefix("\ufeff")
+    return lines
 
 
 def _bench(client, args, prog):

@@ -146,13 +146,19 @@ func printResults(texts []string, results []tfner.Result, stdout, stderr io.Writ
 	return 0
 }
 
-// readLines returns the lines of r without their line endings.
+// readLines returns the lines of r without their line endings, and without a
+// byte-order mark at the start (Windows editors write one), as the other
+// clients read standard input.
 func readLines(r io.Reader) ([]string, error) {
 	var lines []string
 	scanner := bufio.NewScanner(r)
 	scanner.Buffer(make([]byte, 64*1024), 64<<20) // Texts may be long.
 	for scanner.Scan() {
-		lines = append(lines, strings.TrimRight(scanner.Text(), "\r\n"))
+		line := strings.TrimRight(scanner.Text(), "\r\n")
+		if len(lines) == 0 {
+			line = strings.TrimPrefix(line, "\ufeff")
+		}
+		lines = append(lines, line)
 	}
 	return lines, scanner.Err()
 }

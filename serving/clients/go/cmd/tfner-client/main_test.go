@@ -65,6 +65,13 @@ func TestPrintsOneJSONLinePerText(t *testing.T) {
 	}
 }
 
+func TestStandardInputDropsAByteOrderMarkAtItsStartOnly(t *testing.T) {
+	lines, err := readLines(strings.NewReader("\ufeff北京\r\r\n\ufeff上海\n"))
+	if err != nil || len(lines) != 2 || lines[0] != "北京" || lines[1] != "\ufeff上海" {
+		t.Errorf("readLines = %q, %v; want [北京 \\ufeff上海]", lines, err)
+	}
+}
+
 func TestRefusedCallExitsOneWithCode(t *testing.T) {
 	code, stdout, stderr := runCommand(t, "", "-server", server(t), "-model", "no_such_model", "北京")
 	if code != 1 || stdout != "" || !strings.HasPrefix(stderr, "tfner-client: NOT_FOUND: ") {

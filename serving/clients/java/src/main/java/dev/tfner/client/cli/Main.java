@@ -79,8 +79,9 @@ public final class Main {
 
   /**
    * One text per line of UTF-8, split at "\n" with the "\r"s before it dropped, as the Python, Go
-   * and Node.js clients read standard input (a "\r" inside a line stays in its text); invalid
-   * UTF-8 is an error naming the line.
+   * and Node.js clients read standard input (a "\r" inside a line stays in its text); a byte-order
+   * mark at the start is dropped (Windows editors write one); invalid UTF-8 is an error naming the
+   * line.
    */
   static List<String> readLines(InputStream in) throws IOException {
     var decoder =
@@ -89,8 +90,10 @@ public final class Main {
             .onUnmappableCharacter(CodingErrorAction.REPORT);
     byte[] bytes = in.readAllBytes();
     List<String> lines = new ArrayList<>();
+    int first = bytes.length >= 3 && (bytes[0] & 0xff) == 0xef && (bytes[1] & 0xff) == 0xbb
+        && (bytes[2] & 0xff) == 0xbf ? 3 : 0;
     // No UTF-8 sequence holds the bytes of "\n" or "\r", so lines can be cut before decoding.
-    for (int start = 0; start < bytes.length; ) {
+    for (int start = first; start < bytes.length; ) {
       int end = start;
       while (end < bytes.length && bytes[end] != '\n') {
         end++;

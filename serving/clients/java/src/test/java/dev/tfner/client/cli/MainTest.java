@@ -69,6 +69,12 @@ class MainTest {
   }
 
   @Test
+  void aByteOrderMarkAtTheStartOfStandardInputIsDropped() throws IOException {
+    byte[] stdin = "\ufeff北京\n\ufeff上海\n".getBytes(StandardCharsets.UTF_8);
+    assertEquals(List.of("北京", "\ufeff上海"), Main.readLines(new ByteArrayInputStream(stdin)));
+  }
+
+  @Test
   void invalidUtf8OnStandardInputNamesItsLine() {
     byte[] stdin = {'a', '\n', (byte) 0xe5, (byte) 0x8c, '\n', 'b', '\n'};
     IOException e = org.junit.jupiter.api.Assertions.assertThrows(
