@@ -247,3 +247,55 @@ def test_conll_lost_astral_character_read_as_one_character_and_counted(tmp_path,
         bad = write(tmp_path, "bad.bio", f"{token} O\n")
         with pytest.raises(data.DataError, match="bad.bio:1: expected one character"):
             data.read_examples(bad, lost_characters="replace")
+
+
+_KILLED_REWRITE = """
+import os, signal, sys
+import tensorflow as tf
+from tfner import data
+from tfner.labels import Span, TagSet
+
+point, prefix = sys.argv[1], sys.argv[2]
+real_rename, real_gfile = tf.io.gfile.rename, tf.io.gfile.GFile
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer or a lost machine would: no cleanup
+
+def rename(src, dst, overwrite=False):
+    if point == "first shard rename" or (point == "tags.txt write" and "tags.txt" in dst):
+        die()
+    return real_rename(src, dst, overwrite)
+
+def gfile(path, mode="r"):
+    if point == "tags.txt write" and "tags.txt" in path and "w" in mode:
+        die()
+    return real_gfile(path, mode)
+
+tf.io.gfile.rename, tf.io.gfile.GFile = rename, gfile
+examples = [data.Example("李四在上海", (Span(0, 2, "PER"), Span(3, 5, "PER")))] * 40
+data.write_tfrecords(examples, TagSet(["PER"]), prefix, num_shards=2)
+"""
+
+
+@pytest.mark.parametrize("point", ["first shard rename", "tags.txt write"])
+def test_a_killed_rewrite_of_shards_never_reads_back_as_other_data(tmp_path, point):
+    """A prefix rewritten with another tag set, the writer SIGKILLed halfway: a reader of the usual glob gets the
+    previous shards whole or a DataError, never the new shards through the old tag set (entities silently of the
+    wrong type) nor a half-written temporary shard (DataLossError)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tiny import REPO
+
+    prefix = str(tmp_path / "train")
+    before = [data.Example("李四在上海", (Span(0, 2, "PER"), Span(3, 5, "LOC")))] * 40
+    data.write_tfrecords(before, TagSet(["LOC", "PER"]), prefix, num_shards=2)
+    done = subprocess.run([sys.executable, "-c", _KILLED_REWRITE, point, prefix], cwd=REPO,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    try:
+        back = data.read_tfrecords([prefix + ".tfrecord-*"])
+    except data.DataError:
+        return  # refused with a message naming the missing tags.txt: fine
+    assert back == before

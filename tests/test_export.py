@@ -205,3 +205,40 @@ def test_module_without_confidence_finds_the_same_entities(module):
     assert [[(e["label"], e["start"], e["end"]) for e in row] for row in quick] == \
         [[(e["label"], e["start"], e["end"]) for e in row] for row in full]
     assert all(e["score"] == 1.0 for row in quick for e in row)
+
+
+def test_two_exports_at_once_take_two_versions(module, tmp_path, monkeypatch):
+    """Another export renames its version N into place while this one, which also chose N, is writing: this one
+    takes N + 1 instead of failing with AlreadyExistsError, and N stays the other's."""
+    base = str(tmp_path / "ner")
+    write_warmup = export_lib.write_warmup
+
+    def write_warmup_while_another_export_finishes(*args, **kwargs):
+        write_warmup(*args, **kwargs)
+        os.makedirs(os.path.join(base, "1"))
+        open(os.path.join(base, "1", "saved_model.pb"), "wb").close()
+
+    monkeypatch.setattr(export_lib, "write_warmup", write_warmup_while_another_export_finishes)
+    path = export_lib.export_module(module, base, "ner")
+    assert path == os.path.join(base, "2")
+    assert os.listdir(os.path.join(base, "1")) == ["saved_model.pb"]
+    assert sorted(os.listdir(base)) == ["1", "2"]
+
+
+def test_the_staging_folder_of_a_killed_export_is_removed_by_the_next(module, tmp_path):
+    """SIGKILLed exports leave their hidden staging folder (a whole model each); the next export on the host removes
+    those whose process is gone, and leaves a running export's alone."""
+    import socket
+    import subprocess
+    import sys
+
+    base = tmp_path / "ner"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    abandoned = base / f".tmp-1-{host}-{dead.pid}-0123abcd"
+    running = base / f".tmp-1-{host}-{os.getppid()}-4567abcd"  # a live process (pytest's parent)
+    for folder in (abandoned, running):
+        (folder / "variables").mkdir(parents=True)
+    export_lib.export_module(module, str(base), "ner")
+    assert sorted(os.listdir(base)) == sorted(["1", running.name])

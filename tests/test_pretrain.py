@@ -232,3 +232,12 @@ def test_the_command_line_names_a_bad_line_without_a_traceback(tmp_path, capsys)
     assert main(["--set", f"run_dir={tmp_path / 'run'}", "--set", f"pretrain.text={bad}",
                  "--set", "train.distribute=one_device"]) == 2
     assert f"tfner.pretrain: {bad}:2: expected an object with a string field 'text'" in capsys.readouterr().err
+
+
+def test_a_resumed_run_still_reports_where_it_started(corpus, erf_preset, tmp_path):
+    """held_out_before (the model before any step) is measured once, at the start: a run stopped and run again
+    (a crash, or more steps) must report the same figure as when it started, not None."""
+    first = pretrain(pretrain_config(str(tmp_path), corpus["jsonl"], erf_preset, ["train.max_steps=3"]))
+    resumed = pretrain(pretrain_config(str(tmp_path), corpus["jsonl"], erf_preset, ["train.max_steps=6"]))
+    assert first["held_out_before"] is not None and resumed["resumed_from_step"] == 3
+    assert resumed["held_out_before"] == first["held_out_before"]

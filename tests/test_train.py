@@ -265,3 +265,50 @@ def test_mixed_precision_keeps_the_crf_in_float32_and_scales_the_loss(tmp_path):
         assert emissions.dtype == tf.float32
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+_KILLED_IN_LABELS_WRITE = """
+import builtins, os, signal, sys
+sys.path.insert(0, "tests")
+from tiny import tiny_config
+from tfner.train import load_corpus, prepare_run_dir
+
+real_open = builtins.open
+
+class Dying:
+    def __init__(self, f):
+        self.f = f
+    def write(self, text):
+        os.kill(os.getpid(), signal.SIGKILL)  # the file is open for writing, nothing written yet
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.f.close()
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+def dying_open(file, mode="r", *args, **kwargs):
+    f = real_open(file, mode, *args, **kwargs)
+    return Dying(f) if "w" in mode and "labels.txt" in os.fspath(file) else f
+
+config = tiny_config(sys.argv[1])
+corpus = load_corpus(config)
+builtins.open = dying_open
+prepare_run_dir(config, corpus)
+"""
+
+
+def test_a_start_killed_while_it_rewrites_labels_txt_does_not_refuse_the_next(tmp_path):
+    """Every start (a resume too) rewrites run_dir/labels.txt and the next start reads it back: SIGKILLed inside that
+    write, the run must still resume, not be refused as "a run with entity types []"."""
+    from tfner.train import prepare_run_dir
+
+    config = tiny_config(str(tmp_path))
+    corpus = load_corpus(config)
+    prepare_run_dir(config, corpus)  # the first start
+    done = subprocess.run([sys.executable, "-c", _KILLED_IN_LABELS_WRITE, str(tmp_path)], cwd=REPO,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr[-2000:]
+    prepare_run_dir(config, corpus)  # the restart
+    with open(os.path.join(config.run_dir, "labels.txt"), encoding="utf-8") as f:
+        assert f.read().split() == corpus.tag_set.labels

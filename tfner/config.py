@@ -253,8 +253,10 @@ def to_dict(config: Config) -> dict[str, Any]:
 
 
 def save_config(config: Config, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    """Writes config.yaml to a temporary name and renames it into place: a kill never leaves half of it."""
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
         yaml.safe_dump(to_dict(config), f, sort_keys=False, allow_unicode=True)
+    os.replace(path + ".tmp", path)
 
 
 def _nest(dotted: str, value: Any) -> dict:

@@ -364,22 +364,37 @@ def write_tfrecords(examples: Sequence[Example], tag_set: TagSet, prefix: str, n
     """Writes examples as `prefix.tfrecord-0000i-of-0000n` shards of tf.train.Example and `prefix.tags.txt`.
 
     Each record holds `text` (bytes) and `tags` (int64 BIOES ids of tag_set, one per character). Shards are
-    written to a temporary name and renamed, so a reader never sees half a shard.
+    written under hidden names the shards' globs (`prefix.tfrecord*`) do not match. Rewriting a prefix first
+    deletes its tags.txt (and the shards of the previous write), then renames the new shards into place and
+    writes tags.txt last: a write killed halfway leaves the previous prefix whole or one without tags.txt,
+    which read_tfrecords refuses, never new shards read through the previous tag set.
     """
     texts, tag_ids = encode_examples(examples, tag_set)
     paths = [f"{prefix}.tfrecord-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
-    writers = [tf.io.TFRecordWriter(p + ".tmp") for p in paths]
+    folder, name = os.path.split(prefix)
+    staged = [os.path.join(folder, f".{name}.shard-{i:05d}.tmp") for i in range(num_shards)]
+    writers = [tf.io.TFRecordWriter(p) for p in staged]
     for i, (text, ids) in enumerate(zip(texts, tag_ids)):
         feature = {
             "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode("utf-8")])),
             "tags": tf.train.Feature(int64_list=tf.train.Int64List(value=ids)),
         }
         writers[i % num_shards].write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-    for writer, path in zip(writers, paths):
+    for writer in writers:
         writer.close()
-        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-    with tf.io.gfile.GFile(prefix + ".tags.txt", "w") as f:
+    tags_path = prefix + ".tags.txt"
+    if tf.io.gfile.exists(tags_path):
+        tf.io.gfile.remove(tags_path)
+    shard = re.compile(re.escape(prefix) + r"\.tfrecord-\d{5}-of-\d{5}")
+    for old in tf.io.gfile.glob(prefix + ".tfrecord-*"):  # a previous write's shards (another num_shards too)
+        if shard.fullmatch(old) and old not in paths:
+            tf.io.gfile.remove(old)
+    for staging, path in zip(staged, paths):
+        tf.io.gfile.rename(staging, path, overwrite=True)
+    staging = os.path.join(folder, f".{name}.tags.txt.tmp")
+    with tf.io.gfile.GFile(staging, "w") as f:
         f.write("".join(f"{tag}\n" for tag in tag_set.tags))
+    tf.io.gfile.rename(staging, tags_path, overwrite=True)
     return paths
 
 

@@ -191,9 +191,8 @@ class DistillTrainer(Trainer):
 
     def fit(self) -> dict:
         dev_texts = [e.text for e in self.corpus.dev]
-        before = None
-        if dev_texts and self.manager.latest_checkpoint is None:
-            before = self.agreement(dev_texts)  # the student as initialised
+        # The student as initialised.
+        before = self.starting_figure("agreement_before", lambda: self.agreement(dev_texts)) if dev_texts else None
         summary = super().fit()
         summary["distill"] = {"teacher": self.config.distill.teacher, "dev_agreement_before": before,
                               "unlabelled_sequences": int(self.extra_source.cardinality()) if self.extra_source else 0}

@@ -19,7 +19,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import sys
 import uuid
 
@@ -83,6 +85,26 @@ def next_version(base_dir: str) -> int:
     return max(versions, default=0) + 1
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned_staging(base_dir: str) -> None:
+    """Deletes the staging folders of exports killed on this host (their process is gone): nothing else would."""
+    host, this = socket.gethostname(), os.getpid()
+    for name in tf.io.gfile.listdir(base_dir):
+        match = re.fullmatch(r"\.tmp-\d+-(.+)-(\d+)-[0-9a-f]{8}", name.rstrip("/"))
+        if match and match.group(1) == host and int(match.group(2)) != this and not _alive(int(match.group(2))):
+            log.info("removing %s, the staging folder of a killed export", name.rstrip("/"))
+            tf.io.gfile.rmtree(os.path.join(base_dir, name.rstrip("/")))
+
+
 def write_warmup(path: str, model_name: str, texts: list[str]) -> None:
     """assets.extra/tf_serving_warmup_requests: one PredictionLog per text (TF Serving reads at most 1000)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
@@ -105,12 +127,15 @@ def export_module(module: NerModule, base_dir: str, model_name: str, version: in
 
     `source` (where the model comes from) is written as assets/source.json.
     """
+    chosen = version is not None
     version = version or next_version(base_dir)
     final = os.path.join(base_dir, str(version))
     if tf.io.gfile.exists(final):
         raise FileExistsError(f"{final} exists; versions are never overwritten (omit --version for the next one)")
-    staging = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")  # not a number: TF Serving skips it
+    # Not a number: TF Serving skips it. Host and pid let a later export remove it if this process is killed.
+    staging = os.path.join(base_dir, f".tmp-{version}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tf.io.gfile.makedirs(base_dir)
+    remove_abandoned_staging(base_dir)
     try:
         archive = keras.export.ExportArchive()
         archive.track(module.model)
@@ -136,7 +161,16 @@ def export_module(module: NerModule, base_dir: str, model_name: str, version: in
         extra = os.path.join(staging, "assets.extra")
         tf.io.gfile.makedirs(extra)
         write_warmup(os.path.join(extra, "tf_serving_warmup_requests"), model_name, WARMUP_TEXTS)
-        tf.io.gfile.rename(staging, final)
+        while True:
+            try:
+                tf.io.gfile.rename(staging, final)
+                break
+            except tf.errors.OpError:
+                if chosen or not tf.io.gfile.exists(final):
+                    raise
+                # Another export took this number since next_version: take the next free one.
+                version = next_version(base_dir)
+                final = os.path.join(base_dir, str(version))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

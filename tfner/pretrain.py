@@ -205,8 +205,7 @@ def pretrain(config: Config, strategy: tf.distribute.Strategy | None = None) -> 
     trainer = MaskedLMTrainer(config, strategy, vocabulary, corpus.sequences)
     if trainer.is_chief:
         prepare_run_dir(config, vocabulary)
-    resuming = trainer.manager.latest_checkpoint is not None
-    before = None if resuming else trainer.evaluate()  # the starting point (random or the checkpoint given)
+    before = trainer.starting_figure("held_out_before", trainer.evaluate)  # random, or the checkpoint given
     summary = trainer.fit()
     summary.update({
         "corpus": {"sequences": corpus.sequences, "characters": corpus.characters,

@@ -49,8 +49,10 @@ def read_vocabulary(path: str) -> list[str]:
 
 
 def write_vocabulary(tokens: list[str], path: str) -> None:
-    with tf.io.gfile.GFile(path, "w") as f:
+    """Writes vocab.txt to a temporary name and renames it into place: a kill never leaves half of it."""
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
         f.write("".join(f"{t}\n" for t in tokens))
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 def normalize_character(char: str, lowercase: bool = True) -> str:

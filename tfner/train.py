@@ -252,6 +252,17 @@ class TrainingLoop:
                 "all workers share (NFS, GCS), or delete the run's checkpoints everywhere to start afresh"
             )
 
+    def starting_figure(self, name: str, measure):
+        """`measure()` of the model before its first step, measured when the run starts and kept in
+        run_dir/NAME.json: a resumed run reads it back and reports it too."""
+        path = os.path.join(self.config.run_dir, name + ".json")
+        if self.resume_manager().latest_checkpoint is not None:
+            return _read_json(path, default=None)
+        value = measure()
+        if self.is_chief:
+            _write_json(path, value)
+        return value
+
     # ---- one step -------------------------------------------------------------------------------------------
     def replica_loss(self, batch) -> tuple[tf.Tensor, tf.Tensor]:
         raise NotImplementedError
@@ -578,8 +589,11 @@ def prepare_run_dir(config: Config, corpus: Corpus) -> None:
             )
     save_config(config, os.path.join(config.run_dir, "config.yaml"))
     write_vocabulary(corpus.vocabulary, os.path.join(config.run_dir, "vocab.txt"))
-    with open(labels_path, "w", encoding="utf-8") as f:
+    # Rewritten on every start, read back by the next one: through a temporary name, so that a kill in the
+    # write never leaves an empty labels.txt that refuses every restart as "another experiment".
+    with open(labels_path + ".tmp", "w", encoding="utf-8") as f:
         f.write("".join(f"{label}\n" for label in corpus.tag_set.labels))
+    os.replace(labels_path + ".tmp", labels_path)
 
 
 def start_process(config: Config, strategy: tf.distribute.Strategy | None = None) -> tf.distribute.Strategy:
