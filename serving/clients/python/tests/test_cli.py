@@ -12,10 +12,17 @@ TEXTS = ["他从上海来，去北京。", "", "Hello 世界 😀 北京上海"]
 
 
 def run(*args, stdin=None):
-    """`tfner-client` (the installed console script) with args; returns the CompletedProcess."""
+    """`tfner-client` (the installed console script) with args and stdin (bytes); returns the CompletedProcess,
+    its stdout and stderr decoded."""
     script = os.path.join(os.path.dirname(sys.executable), "tfner-client")
     command = [script] if os.path.exists(script) else [sys.executable, "-m", "tfner_client"]
-    return subprocess.run([*command, *args], input=stdin, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*command, *args], input=stdin, capture_output=True, timeout=120)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+def stdin(data):
+    """A stand-in for sys.stdin holding `data` (bytes), with the .buffer the command reads."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
 
 
 def test_arguments_print_one_json_line_per_text(server, parity):
@@ -32,15 +39,21 @@ def test_arguments_print_one_json_line_per_text(server, parity):
 def test_stdin_gives_the_same_lines(server, capsys, monkeypatch):
     assert cli.main(["--server", server, "--version", "1", *TEXTS]) == 0
     from_args = capsys.readouterr().out
-    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(TEXTS) + "\n"))
+    monkeypatch.setattr(sys, "stdin", stdin(("\n".join(TEXTS) + "\n").encode()))
     assert cli.main(["--server", server, "--version", "1", "--timeout", "5"]) == 0
     assert capsys.readouterr().out == from_args
 
 
 def test_stdin_drops_a_byte_order_mark_at_its_start(server, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "stdin", io.StringIO("\ufeff北京\r\r\n\ufeff上海\n"))
+    monkeypatch.setattr(sys, "stdin", stdin("\ufeff北京\r\r\n\ufeff上海\n".encode()))
     assert cli.main(["--server", server, "--version", "1", "--timeout", "5"]) == 0
     assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["北京", "\ufeff上海"]
+
+
+def test_stdin_that_is_not_utf8_is_refused_naming_the_line():
+    done = run("--server", "127.0.0.1:1", stdin="北京\n".encode() + "上海".encode("gbk") + b"\n")
+    assert done.returncode == 2
+    assert "tfner-client: standard input line 2 is not valid UTF-8" in done.stderr, done.stderr
 
 
 def test_refusal_exits_1_with_code_and_message(server):

@@ -79,12 +79,22 @@ def main(argv=None, prog="tfner-client"):
 
 
 def _stdin_lines():
-    """Standard input's lines without their line ends (the \r's before \n too), and without a byte-order mark
-    at the start (Windows editors write one), as the Go, Java and Node.js clients read them."""
-    lines = [line.rstrip("\r\n") for line in sys.stdin]
-    if lines:
-        lines[0] = lines[0].removeprefix("\ufeff")
-    return lines
+    """Standard input's lines, split at \n with the \r's before it dropped, without a byte-order mark at the
+    start (Windows editors write one), as the Go, Java and Node.js clients read them. Read as bytes: a line that
+    is not UTF-8 is a ValueError naming it (Python's own decoding would name no line, or, in the C locale, turn
+    the bytes into lone surrogates that the client then refuses as such)."""
+    data = sys.stdin.buffer.read().removeprefix(b"\xef\xbb\xbf")
+    lines = data.split(b"\n")
+    if lines[-1] == b"":  # a final newline does not start an empty text
+        lines.pop()
+    texts = []
+    for number, line in enumerate(lines, 1):
+        try:
+            texts.append(line.rstrip(b"\r").decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(f"standard input line {number} is not valid UTF-8; convert it, e.g. with "
+                             "iconv -f GBK -t UTF-8") from None
+    return texts
 
 
 def _bench(client, args, prog):
