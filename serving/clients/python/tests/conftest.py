@@ -1,4 +1,4 @@
-"""The suite's server, configured only through environment variables (serving/clients/README.md).
+"""The suite's server, configured only through environment variables (serving/clients/python/README.md).
 
     TFNER_SERVER                 127.0.0.1:PORT of a running `python -m tfner.serve`: model ner,
                                  versions 1 and 2, labels stable -> 1 and canary -> 2, batching on
