@@ -186,6 +186,8 @@ def test_predictor_names_a_text_without_utf8_and_stdin_drops_a_byte_order_mark(t
     predictor = SavedModelPredictor(tiny_run["export"], batch_size=2)
     with pytest.raises(ValueError, match="text 2 holds U\\+D83D at character 2, half of a UTF-16 surrogate pair"):
         predictor.predict(["北京", "上海", "王伟\ud83d"])  # JSON's escape of half an emoji reads so
+    with pytest.raises(TypeError, match="texts is one str; pass a list"):
+        predictor.predict("北京欢迎你")  # not five texts of one character
     assert read_text_lines(io.BytesIO("\ufeff王伟\r\n北京\n".encode()), "stdin") == ["王伟", "北京"]
 
 

@@ -73,6 +73,8 @@ class SavedModelPredictor:
 
     def predict(self, texts: list[str]) -> list[list[dict]]:
         """Entities per text, as dicts with label, start, end, text and score."""
+        if isinstance(texts, (str, bytes)):  # a str is iterable: it would be one text per character
+            raise TypeError(f"texts is one {type(texts).__name__}; pass a list: predict([text])")
         encoded, results = utf8_texts(texts), []
         for i in range(0, len(texts), self.batch_size):
             results.extend(entities_from_outputs(self._call(encoded[i : i + self.batch_size])))

@@ -97,6 +97,8 @@ def test_non_str_is_refused_and_pins_are_exclusive():
     with NerClient("127.0.0.1:1") as client:
         with pytest.raises(TypeError, match=r"texts\[1\] is bytes"):
             client.predict(["ok", b"bytes"])
+        with pytest.raises(TypeError, match=r"texts is one str, which would be one text per character"):
+            client.predict("北京欢迎你")
 
 
 def test_a_call_the_server_cancelled_is_retried(backoff_sleeps):

@@ -144,7 +144,8 @@ class NerClient:
             list of list of Entity, one list per text, in order.
 
         Raises:
-            TypeError: a text is not a str.
+            TypeError: a text is not a str, or `texts` is one str (which
+                would be read as one text per character).
             ValueError: a text holds a lone surrogate (not encodable as
                 UTF-8), or the client is closed.
             NerError: the server refused a chunk (InvalidArgumentError,
@@ -152,6 +153,9 @@ class NerClient:
                 deadline (DeadlineExceededError), or no server answered
                 through every retry (UnavailableError). Also a grpc.RpcError.
         """
+        if isinstance(texts, (str, bytes)):
+            raise TypeError(f"texts is one {type(texts).__name__}, which would be one text per character; "
+                            "pass a list: predict([text])")
         encoded = _encode(list(texts))
         self._check_open()
         chunks = [encoded[begin:begin + self.chunk_size] for begin in range(0, len(encoded), self.chunk_size)]
