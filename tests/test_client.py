@@ -276,7 +276,8 @@ def test_cli_arguments_and_stdin(ner_server, reference, capsys, monkeypatch):
     assert [line["text"] for line in lines] == TEXTS[:3]
     assert [[Entity(**e) for e in line["entities"]] for line in lines] == want
 
-    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(TEXTS[:3]) + "\n"))
+    stdin = ("\n".join(TEXTS[:3]) + "\n").encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))  # read as bytes
     assert client_lib.main(["--server", ner_server.target, "--version", "1"]) == 0
     assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == lines
 
