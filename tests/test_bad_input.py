@@ -334,12 +334,24 @@ EXPORT_ERRORS = [
 
 
 @pytest.mark.parametrize("make, error_type, fragments", [c[1:] for c in EXPORT_ERRORS], ids=[c[0] for c in EXPORT_ERRORS])
-def test_export_refuses(tmp_path, make, error_type, fragments):
+def test_export_refuses(tmp_path, make, error_type, fragments, capsys):
     path = make(str(tmp_path / "export"))
     with pytest.raises(error_type) as error:
         SavedModelPredictor(path)
     for fragment in fragments:
         assert fragment in str(error.value)
+
+    # tfner.tag refuses it at launch, before its Beam workers each load the model, with the same message.
+    from tfner import tag
+
+    (tmp_path / "input.txt").write_text("张三在北京。\n", encoding="utf-8")
+    capsys.readouterr()
+    assert tag.main(["--model", path, "--input", str(tmp_path / "input.txt"),
+                     "--output", str(tmp_path / "tagged" / "part")]) == 2
+    printed = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in printed
+    assert not (tmp_path / "tagged").exists()
 
 
 def test_a_half_written_newest_version_is_skipped(tiny_run, tmp_path):

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import uuid
 
 import numpy as np
 import pytest
@@ -225,6 +226,14 @@ def test_two_exports_at_once_take_two_versions(module, tmp_path, monkeypatch):
     assert path == os.path.join(base, "2")
     assert os.listdir(os.path.join(base, "1")) == ["saved_model.pb"]
     assert sorted(os.listdir(base)) == ["1", "2"]
+
+
+def test_a_failed_export_removes_its_staging_folder_on_any_filesystem(module):
+    """TensorFlow's in-memory filesystem stands in for gs:// here: a path only tf.io.gfile can write and delete."""
+    base = f"ram://{uuid.uuid4().hex}/ner"
+    with pytest.raises(TypeError, match="not JSON serializable"):  # the model is written, then this fails
+        export_lib.export_module(module, base, "ner", source={"unserializable": object()})
+    assert tf.io.gfile.listdir(base) == []
 
 
 def test_the_staging_folder_of_a_killed_export_is_removed_by_the_next(module, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from tiny import REPO, run_python, tiny_config
 
-from tfner.config import load_config
+from tfner.config import ConfigError, load_config
 from tfner.distribute import make_strategy
 from tfner.optimization import AdamW
 from tfner.train import Trainer, clipped, load_corpus
@@ -238,8 +238,41 @@ def test_clipping_under_loss_scaling_measures_the_true_gradients():
 
 def test_multi_worker_without_tf_config_fails_clearly(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(ValueError, match="needs TF_CONFIG"):
+    with pytest.raises(ConfigError, match="needs TF_CONFIG"):
         make_strategy("multi_worker")
+
+
+CLUSTER = {"worker": ["localhost:1", "localhost:2"]}
+
+
+@pytest.mark.parametrize("tf_config, fragment", [
+    ("{'cluster': {}}", "TF_CONFIG is not valid JSON (Expecting property name enclosed in double quotes at character 1)"),
+    ('["localhost:1"]', 'must be an object whose "cluster" maps roles to lists of host:port'),
+    ('{"cluster": {"worker": "localhost:1,localhost:2"}}', 'must be an object whose "cluster" maps roles'),
+    (json.dumps({"cluster": CLUSTER}), 'TF_CONFIG has no "task": each process needs its own role and index'),
+    (json.dumps({"cluster": CLUSTER, "task": {"type": "ps", "index": 0}}),
+     "TF_CONFIG task type 'ps': multi_worker runs a \"chief\" or \"worker\" task named in its cluster (which has ['worker'])"),
+    (json.dumps({"cluster": CLUSTER, "task": {"type": "worker", "index": 2}}),
+     "TF_CONFIG task index 2: the cluster's 'worker' list has 2 hosts, so the index is 0 to 1"),
+    (json.dumps({"cluster": CLUSTER, "task": {"type": "worker", "index": "1"}}), "TF_CONFIG task index '1'"),
+])
+def test_a_tf_config_tensorflow_cannot_use_is_refused_before_the_strategy_starts(monkeypatch, tf_config, fragment):
+    """Each of these ended in a TensorFlow traceback mid start-up (or, an index past the list, a wait for a peer)."""
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    for name in ("auto", "multi_worker"):
+        with pytest.raises(ConfigError) as error:
+            make_strategy(name)
+        assert fragment in str(error.value)
+    assert isinstance(make_strategy("one_device"), tf.distribute.OneDeviceStrategy)  # TF_CONFIG is not read there
+
+
+def test_tfner_train_prints_a_tf_config_mistake_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tfner.train", "--config", "configs/tiny.yaml",
+                           "--set", f"run_dir={tmp_path}/run", "--set", "train.distribute=multi_worker"],
+                          cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps({"cluster": CLUSTER})})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert 'tfner.train: TF_CONFIG has no "task"' in done.stderr and "Traceback" not in done.stderr
 
 
 def test_mixed_precision_keeps_the_crf_in_float32_and_scales_the_loss(tmp_path):
@@ -268,12 +301,13 @@ def test_mixed_precision_keeps_the_crf_in_float32_and_scales_the_loss(tmp_path):
 
 
 _KILLED_IN_LABELS_WRITE = """
-import builtins, os, signal, sys
+import os, signal, sys
 sys.path.insert(0, "tests")
+import tensorflow as tf
 from tiny import tiny_config
 from tfner.train import load_corpus, prepare_run_dir
 
-real_open = builtins.open
+real_open = tf.io.gfile.GFile
 
 class Dying:
     def __init__(self, f):
@@ -287,13 +321,13 @@ class Dying:
     def __getattr__(self, name):
         return getattr(self.f, name)
 
-def dying_open(file, mode="r", *args, **kwargs):
-    f = real_open(file, mode, *args, **kwargs)
+def dying_open(file, mode="r"):
+    f = real_open(file, mode)
     return Dying(f) if "w" in mode and "labels.txt" in os.fspath(file) else f
 
 config = tiny_config(sys.argv[1])
 corpus = load_corpus(config)
-builtins.open = dying_open
+tf.io.gfile.GFile = dying_open
 prepare_run_dir(config, corpus)
 """
 

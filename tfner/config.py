@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from tfner.atomic_write import write_atomically
+
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key and the source."""
@@ -253,10 +255,7 @@ def to_dict(config: Config) -> dict[str, Any]:
 
 
 def save_config(config: Config, path: str) -> None:
-    """Writes config.yaml to a temporary name and renames it into place: a kill never leaves half of it."""
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        yaml.safe_dump(to_dict(config), f, sort_keys=False, allow_unicode=True)
-    os.replace(path + ".tmp", path)
+    write_atomically(path, yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
 
 
 def _nest(dotted: str, value: Any) -> dict:

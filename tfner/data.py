@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 import tensorflow as tf
 
 from tfner import labels as labels_lib
+from tfner.atomic_write import write_atomically
 from tfner.labels import Span, TagSet
 from tfner.tokenizer import CharTokenizer
 
@@ -391,10 +392,7 @@ def write_tfrecords(examples: Sequence[Example], tag_set: TagSet, prefix: str, n
             tf.io.gfile.remove(old)
     for staging, path in zip(staged, paths):
         tf.io.gfile.rename(staging, path, overwrite=True)
-    staging = os.path.join(folder, f".{name}.tags.txt.tmp")
-    with tf.io.gfile.GFile(staging, "w") as f:
-        f.write("".join(f"{tag}\n" for tag in tag_set.tags))
-    tf.io.gfile.rename(staging, tags_path, overwrite=True)
+    write_atomically(tags_path, "".join(f"{tag}\n" for tag in tag_set.tags))
     return paths
 
 

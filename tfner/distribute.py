@@ -6,15 +6,53 @@ import os
 
 import tensorflow as tf
 
+from tfner.config import ConfigError
+
 log = logging.getLogger(__name__)
 
+_TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
+                      '"index": 0}}, with index 1 on host2; see the README\'s multi-worker section')
 
-def _tf_config_workers() -> int:
+
+def read_tf_config() -> dict:
+    """TF_CONFIG as a dict ({} when unset); a value TensorFlow could not use is a ConfigError saying why."""
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw.strip():
+        return {}
     try:
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        tf_config = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({e.msg}); see the README's multi-worker section") from None
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({e.msg} at character {e.pos}); expected e.g. "
+                          f"{_TF_CONFIG_EXAMPLE}") from None
+    if not isinstance(tf_config, dict) or not isinstance(tf_config.get("cluster", {}), dict) or not all(
+            isinstance(hosts, list) for hosts in tf_config.get("cluster", {}).values()):
+        raise ConfigError(f"TF_CONFIG must be an object whose \"cluster\" maps roles to lists of host:port, "
+                          f"e.g. {_TF_CONFIG_EXAMPLE}")
+    return tf_config
+
+
+def _tf_config_workers(tf_config: dict) -> int:
+    cluster = tf_config.get("cluster", {})
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def check_task(tf_config: dict) -> None:
+    """This process's task names a chief or worker of the cluster, by an index it has.
+
+    TensorFlow would otherwise stop in the middle of the strategy's start-up with a traceback, or (an index past
+    the list) wait for a peer that never comes.
+    """
+    cluster, task = tf_config.get("cluster", {}), tf_config.get("task")
+    if not isinstance(task, dict) or "type" not in task:
+        raise ConfigError(f"TF_CONFIG has no \"task\": each process needs its own role and index, e.g. "
+                          f"{_TF_CONFIG_EXAMPLE}")
+    role, index = task["type"], task.get("index", 0)
+    if role not in ("chief", "worker") or role not in cluster:
+        raise ConfigError(f"TF_CONFIG task type {role!r}: multi_worker runs a \"chief\" or \"worker\" task named in "
+                          f"its cluster (which has {sorted(cluster)})")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[role]):
+        raise ConfigError(f"TF_CONFIG task index {index!r}: the cluster's {role!r} list has {len(cluster[role])} "
+                          f"hosts, so the index is 0 to {len(cluster[role]) - 1}")
 
 
 def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
@@ -30,10 +68,11 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     # Physical, not logical, devices: listing logical ones starts the runtime, after which multi-worker
     # collectives can no longer be configured.
     gpus = tf.config.list_physical_devices("GPU")
+    tf_config = read_tf_config() if name in ("auto", "multi_worker") else {}  # read only where it is used
     if name == "auto":
         if tpu or os.environ.get("TPU_NAME"):
             name = "tpu"
-        elif _tf_config_workers() > 1:
+        elif _tf_config_workers(tf_config) > 1:
             name = "multi_worker"
         elif len(gpus) > 1:
             name = "mirrored"
@@ -45,11 +84,10 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        if _tf_config_workers() < 1:
-            raise ValueError(
-                "train.distribute=multi_worker needs TF_CONFIG naming the cluster and this task, e.g. "
-                '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
-            )
+        if _tf_config_workers(tf_config) < 1:
+            raise ConfigError(f"train.distribute=multi_worker needs TF_CONFIG naming the cluster and this task, e.g. "
+                              f"{_TF_CONFIG_EXAMPLE}")
+        check_task(tf_config)
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         address = tpu or os.environ.get("TPU_NAME", "") or "local"

@@ -15,12 +15,12 @@ lookup table: a Keras 3 model saved through a plain tf.Module fails TF Serving's
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 import socket
 import sys
 import uuid
@@ -172,7 +172,10 @@ def export_module(module: NerModule, base_dir: str, model_name: str, version: in
                 version = next_version(base_dir)
                 final = os.path.join(base_dir, str(version))
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        # tf.io.gfile, not shutil: the base path may be gs:// (shutil would skip it without a word). The error
+        # being raised says more than a failed cleanup would (an export that failed early has no staging).
+        with contextlib.suppress(tf.errors.OpError):
+            tf.io.gfile.rmtree(staging)
         raise
     log.info("exported %s", final)
     return final

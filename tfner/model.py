@@ -6,13 +6,13 @@ serves training (loss), evaluation and the export (decode).
 
 import contextlib
 import json
-import os
 
 import keras
 import keras_hub
 import tensorflow as tf
 
 from tfner import checkpoint, encoder
+from tfner.atomic_write import write_atomically
 from tfner.config import ConfigError, ModelConfig
 from tfner.crf import CRF
 
@@ -130,9 +130,7 @@ def build_backbone(config: ModelConfig, vocabulary_size: int, max_seq_length: in
 def save_backbone_config(backbone: keras_hub.models.BertBackbone, path: str) -> None:
     """Writes the backbone's class and shape (no weights) as JSON, for rebuilding it without its checkpoint."""
     serialized = keras.saving.serialize_keras_object(backbone)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(serialized, f, indent=1)
-    os.replace(path + ".tmp", path)  # Never a half-written file under the real name.
+    write_atomically(path, json.dumps(serialized, indent=1))
 
 
 def load_backbone_config(path: str) -> keras_hub.models.BertBackbone:

@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf import saved_model_pb2
 
 
 def resolve_version(path: str) -> str:
@@ -33,23 +35,48 @@ def resolve_version(path: str) -> str:
     return os.path.join(path, str(max(versions)))
 
 
+# Signature keys TensorFlow writes for itself (tf.saved_model.load does not list them among the signatures).
+_SAVED_MODEL_OPS = {"__saved_model_init_op", "__saved_model_train_op"}
+
+
+class NotAnExport(ValueError):
+    """A model path that is not a tfner export (unreadable, or another contract); the message says which and why."""
+
+
+def check_saved_model(path: str) -> None:
+    """The export's contract, read from saved_model.pb alone (no graph loaded, no variables read).
+
+    Launchers run it too: tfner.tag's workers each load the export, and a corrupt or foreign one would fail
+    there, in every worker, after the pipeline has started; this fails before, in a fraction of a second.
+    """
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+            saved_model.ParseFromString(f.read())
+    except (OSError, DecodeError, tf.errors.OpError) as e:
+        raise NotAnExport(f"{path} is not a loadable SavedModel ({type(e).__name__}: {e}); export it again with "
+                          "python -m tfner.export --run RUN_DIR") from None
+    signatures = {name: s for graph in saved_model.meta_graphs for name, s in graph.signature_def.items()
+                  if name not in _SAVED_MODEL_OPS}
+    if "serving_default" not in signatures:
+        raise NotAnExport(f"{path} has no serving_default signature (it has: {sorted(signatures) or 'none'}); "
+                          "a tfner export serves one, see export/README.md")
+    inputs = signatures["serving_default"].inputs
+    if set(inputs) != {"text"} or inputs["text"].dtype != tf.string.as_datatype_enum:
+        described = {k: f"{tf.dtypes.as_dtype(v.dtype).name} {tf.TensorShape(v.tensor_shape)}" for k, v in inputs.items()}
+        raise NotAnExport(f"{path}: serving_default takes {described}, not a string input 'text'; is it a tfner "
+                          "export? (export/README.md has the contract)")
+
+
 def load_signature(path: str):
-    """(loaded SavedModel, its serving_default signature), or a ValueError saying why it is not a tfner export."""
+    """(loaded SavedModel, its serving_default signature), or NotAnExport saying why it is not a tfner export."""
+    check_saved_model(path)
     try:
         loaded = tf.saved_model.load(path)
-    except (OSError, ValueError, tf.errors.OpError) as e:
-        raise ValueError(f"{path} is not a loadable SavedModel ({type(e).__name__}: {e}); export it again with "
-                         "python -m tfner.export --run RUN_DIR") from None
-    if "serving_default" not in loaded.signatures:
-        raise ValueError(f"{path} has no serving_default signature (it has: {sorted(loaded.signatures) or 'none'}); "
-                         "a tfner export serves one, see export/README.md")
-    signature = loaded.signatures["serving_default"]
-    inputs = signature.structured_input_signature[1]
-    if set(inputs) != {"text"} or inputs["text"].dtype != tf.string:
-        described = {k: f"{v.dtype.name} {v.shape}" for k, v in inputs.items()}
-        raise ValueError(f"{path}: serving_default takes {described}, not a string input 'text'; is it a tfner "
-                         "export? (export/README.md has the contract)")
-    return loaded, signature
+    except (OSError, ValueError, tf.errors.OpError) as e:  # e.g. its variables are missing or corrupt
+        raise NotAnExport(f"{path} is not a loadable SavedModel ({type(e).__name__}: {e}); export it again with "
+                          "python -m tfner.export --run RUN_DIR") from None
+    return loaded, loaded.signatures["serving_default"]
 
 
 class SavedModelPredictor:

@@ -23,7 +23,6 @@ import argparse
 import logging
 import math
 import os
-import shutil
 import sys
 
 import keras_hub
@@ -217,8 +216,7 @@ def pretrain(config: Config, strategy: tf.distribute.Strategy | None = None) -> 
     })
     if trainer.is_chief:
         _write_json(os.path.join(config.run_dir, "metrics.json"), summary)
-    else:
-        shutil.rmtree(trainer.manager.directory, ignore_errors=True)
+    trainer.remove_scratch()
     return summary
 
 

@@ -38,7 +38,7 @@ from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from tfner import tag_io
-from tfner.predict import positive_int, resolve_version
+from tfner.predict import NotAnExport, check_saved_model, positive_int, resolve_version
 from tfner.tag_io import Document, ReadSettings
 from tfner.tag_model import BATCHING, DEFAULT_BUCKETS, ExportModelHandler, LengthBatches
 from tfner.tf_threads import thread_count
@@ -363,6 +363,7 @@ def run(argv: list[str] | None = None) -> dict:
     args, options = parse_args(argv)
     check_paths(args)
     model_path = resolve_version(args.model)
+    check_saved_model(model_path)
     log.info("tfner.tag: model %s, input %s, output %s", model_path, " ".join(args.input), args.output)
     started = time.monotonic()
     with beam_scratch_dir():
@@ -388,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         log.propagate = False  # Beam configures the root logger too: print each line once
     try:
         summary = run(argv)
-    except (FileNotFoundError, FileExistsError) as e:  # check_paths, resolve_version: the message names the path
+    except (FileNotFoundError, FileExistsError, NotAnExport) as e:  # the launch checks: the message names the path
         print(f"tfner.tag: {e}", file=sys.stderr)
         return 2
     print(format_summary(summary))

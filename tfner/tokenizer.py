@@ -28,6 +28,8 @@ from collections.abc import Iterable
 
 import tensorflow as tf
 
+from tfner.atomic_write import write_atomically
+
 PAD, UNK, CLS, SEP, MASK, SPACE = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused1]"
 SPECIAL_TOKENS = (PAD, SPACE, UNK, CLS, SEP, MASK)
 
@@ -49,10 +51,7 @@ def read_vocabulary(path: str) -> list[str]:
 
 
 def write_vocabulary(tokens: list[str], path: str) -> None:
-    """Writes vocab.txt to a temporary name and renames it into place: a kill never leaves half of it."""
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        f.write("".join(f"{t}\n" for t in tokens))
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    write_atomically(path, "".join(f"{t}\n" for t in tokens))
 
 
 def normalize_character(char: str, lowercase: bool = True) -> str:

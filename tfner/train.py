@@ -12,12 +12,12 @@ ends where an uninterrupted one would.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 
@@ -28,6 +28,7 @@ from tensorflow.core.framework import summary_pb2
 from tfner import data, demo, faults, metrics
 from tfner import export as export_lib
 from tfner import checkpoint as checkpoint_lib
+from tfner.atomic_write import write_atomically
 from tfner.config import Config, ConfigError, load_config, save_config
 from tfner.distribute import make_strategy
 from tfner.evaluate import evaluate_saved_model
@@ -232,6 +233,15 @@ class TrainingLoop:
         chief = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.config.run_dir, "checkpoints"),
                                            max_to_keep=None)
         return chief if chief.checkpoints else self.manager
+
+    def remove_scratch(self) -> None:
+        """At the end of a run, a non-chief worker deletes its scratch checkpoints (the chief's are the run's).
+
+        Through tf.io.gfile: run_dir is often on shared storage such as gs://, which shutil would skip in silence.
+        """
+        if not self.is_chief:
+            with contextlib.suppress(tf.errors.NotFoundError):
+                tf.io.gfile.rmtree(self.manager.directory)
 
     def check_workers_agree(self) -> None:
         """Every worker resumes at one step, or none starts: different steps mean mismatched collectives."""
@@ -553,10 +563,7 @@ def _read_json(path: str, default):
 
 
 def _write_json(path: str, value) -> None:
-    """Writes JSON to a temporary name, then renames it into place."""
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        json.dump(value, f, indent=2, ensure_ascii=False)
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    write_atomically(path, json.dumps(value, indent=2, ensure_ascii=False))
 
 
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
@@ -589,11 +596,9 @@ def prepare_run_dir(config: Config, corpus: Corpus) -> None:
             )
     save_config(config, os.path.join(config.run_dir, "config.yaml"))
     write_vocabulary(corpus.vocabulary, os.path.join(config.run_dir, "vocab.txt"))
-    # Rewritten on every start, read back by the next one: through a temporary name, so that a kill in the
-    # write never leaves an empty labels.txt that refuses every restart as "another experiment".
-    with open(labels_path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("".join(f"{label}\n" for label in corpus.tag_set.labels))
-    os.replace(labels_path + ".tmp", labels_path)
+    # Rewritten on every start, read back by the next one: whole or not at all, so that a kill in the write
+    # never leaves an empty labels.txt that refuses every restart as "another experiment".
+    write_atomically(labels_path, "".join(f"{label}\n" for label in corpus.tag_set.labels))
 
 
 def start_process(config: Config, strategy: tf.distribute.Strategy | None = None) -> tf.distribute.Strategy:
@@ -623,8 +628,7 @@ def run(trainer: Trainer) -> dict:
         elif corpus.test:
             summary["test"] = trainer.evaluate(corpus.test)
         _write_json(os.path.join(config.run_dir, "metrics.json"), summary)
-    else:
-        shutil.rmtree(trainer.manager.directory, ignore_errors=True)
+    trainer.remove_scratch()
     return summary
 
 
