@@ -24,7 +24,8 @@ const USAGE = `usage: ${PROG} --server HOST:PORT [options] [TEXT ...]
        ${PROG} --server HOST:PORT --bench FILE --concurrency C --requests N [options]
 
 Prints the entities of each text as one JSON line (texts from the arguments,
-or one per line on stdin). Exits 1 with "CODE: message" if the server refuses.
+or one per line on stdin). Exits 1 with "CODE: message" if the server refuses,
+2 on a bad command line or a stdin line that is not UTF-8.
 
 options:
   --server HOST:PORT       gRPC address of TF Serving or tfner.serve (required)
@@ -43,6 +44,9 @@ options:
 
 /** A mistake in the command line: exit 2 with the usage, like argparse. */
 class UsageError extends Error {}
+
+/** Standard input that is not texts: exit 2 too, as in the Python client, with one line saying which. */
+class InputError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -133,6 +137,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof UsageError) return usageError(error.message);
+    if (error instanceof InputError) {
+      console.error(`${PROG}: ${error.message}`);
+      return 2;
+    }
     // A refusal (NerError: "CODE: details"), a text the server cannot take, or an unreadable file.
     if (error instanceof NerError || error instanceof RangeError || error instanceof TypeError) {
       console.error(`${PROG}: ${error.message}`);
@@ -156,7 +164,7 @@ function splitLines(content: string): string[] {
   return lines;
 }
 
-/** Standard input as UTF-8 (a leading byte-order mark dropped); a line that is not UTF-8 is a RangeError naming
+/** Standard input as UTF-8 (a leading byte-order mark dropped); a line that is not UTF-8 is an InputError naming
  * it, as in the Go, Java and Python clients (Buffer.toString would turn its bytes into U+FFFD unseen). */
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -172,9 +180,9 @@ async function readStdin(): Promise<string> {
       try {
         decoder.decode(content.subarray(start, end < 0 ? content.length : end));
       } catch {
-        throw new RangeError(`standard input line ${line} is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8`);
+        throw new InputError(`standard input line ${line} is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8`);
       }
-      if (end < 0) throw new RangeError("standard input is not valid UTF-8");
+      if (end < 0) throw new InputError("standard input is not valid UTF-8");
       start = end + 1;
     }
   }

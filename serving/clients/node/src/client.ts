@@ -262,7 +262,10 @@ export class NerClient {
       .sort((a, b) => a.version - b.version);
   }
 
-  /** Closes the channel; later calls throw. Calls in flight may fail with CANCELLED or UNAVAILABLE. */
+  /**
+   * Closes the channel; later calls throw. Calls in flight may fail with CANCELLED or UNAVAILABLE; a call waiting out
+   * a retry's backoff, or with chunks still to send, rejects with a NerError of code CANCELLED when it would send next.
+   */
   close(): void {
     this.#closed = true;
     this.#client.close();
@@ -315,6 +318,13 @@ export class NerClient {
     return new Promise((resolve, reject) => {
       if (signal.aborted) {
         reject(new AbortError(undefined, { cause: signal.reason }));
+        return;
+      }
+      // close() came after the call began (during a retry's backoff, or before its next chunk): grpc-js would throw
+      // an untyped "Channel has been shut down" here.
+      if (this.#closed) {
+        const message = `NerClient for ${this.target} was closed during the call; create a new one`;
+        reject(new NerError(grpc.status.CANCELLED, message));
         return;
       }
       const onAbort = () => call.cancel();

@@ -80,11 +80,15 @@ test("stdin drops every \\r before a line's end, and a byte-order mark at its st
   assert.deepEqual(texts, ["北京", "\ufeff上海"]);
 });
 
-test("stdin that is not UTF-8 exits 1 naming the line, before any call", async () => {
+// Bad input is the caller's mistake, like a bad flag: exit 2, as in the Python command (1: the server refused).
+test("stdin that is not UTF-8 exits 2 naming the line, before any call", async () => {
   const input = Buffer.concat([Buffer.from("北京\n"), Buffer.from([0xb1, 0xb1, 0xbe, 0xa9]), Buffer.from("\n")]); // GBK
   const result = await run(["--server", SERVER], input);
-  assert.equal(result.code, 1);
-  assert.match(result.stderr, /standard input line 2 is not valid UTF-8/);
+  assert.equal(result.code, 2, result.stderr);
+  assert.equal(
+    result.stderr,
+    "tfner-client: standard input line 2 is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8\n",
+  );
   assert.equal(result.stdout, "");
 });
 

@@ -136,3 +136,17 @@ test("a CANCELLED that arrives after close() is not retried", async () => {
   assert.equal(error.code, "CANCELLED");
   assert.equal(stub.received.length, 1);
 });
+
+test("close() while a call waits out a retry's backoff rejects with a NerError saying so", async (t) => {
+  t.mock.method(Math, "random", () => 0.5); // Each backoff waits half its window: 250 ms, time enough to close().
+  const stub = await StubServer.start(({ answer }) => answer({ code: grpc.status.UNAVAILABLE, details: "starting" }));
+  const c = client(stub, { backoffMs: 500, maxBackoffMs: 500 });
+  const pending = c.predict(["他从上海来"]).catch((e: unknown) => e);
+  await stub.until(1);
+  c.close();
+  const error = await pending;
+  assert.ok(error instanceof NerError, `expected NerError, got ${String(error)}`);
+  assert.equal(error.code, "CANCELLED");
+  assert.match(error.details, /closed/);
+  assert.equal(stub.received.length, 1);
+});

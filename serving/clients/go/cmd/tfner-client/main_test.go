@@ -72,6 +72,18 @@ func TestStandardInputDropsAByteOrderMarkAtItsStartOnly(t *testing.T) {
 	}
 }
 
+// Bad input is the caller's mistake, like a bad flag: exit 2, as the Python
+// command does, and not 1, which says the server refused. No server is
+// needed: the client connects on its first call, which never comes.
+func TestStandardInputThatIsNotUTF8ExitsTwoNamingTheLine(t *testing.T) {
+	gbk := "\xb1\xb1\xbe\xa9" // 北京 in GBK
+	code, stdout, stderr := runCommand(t, "北京\n"+gbk+"\n", "-server", "127.0.0.1:1")
+	want := "tfner-client: standard input line 2 is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8\n"
+	if code != 2 || stdout != "" || stderr != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, %q", code, stdout, stderr, want)
+	}
+}
+
 func TestRefusedCallExitsOneWithCode(t *testing.T) {
 	code, stdout, stderr := runCommand(t, "", "-server", server(t), "-model", "no_such_model", "北京")
 	if code != 1 || stdout != "" || !strings.HasPrefix(stderr, "tfner-client: NOT_FOUND: ") {

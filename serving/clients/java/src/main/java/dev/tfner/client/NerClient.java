@@ -212,9 +212,15 @@ public final class NerClient implements AutoCloseable {
       return;
     }
     managedChannel.shutdown();
-    // Run the waiting retries now: on the shut channel they fail, and their futures with them,
-    // instead of never completing.
-    retryScheduler.shutdownNow().forEach(Runnable::run);
+    // Run the waiting retries now: each fails its call, saying the client was closed, instead of
+    // leaving it unfinished for good. shutdown(), not shutdownNow(): a task that a stopped executor
+    // hands back only cancels itself when run.
+    retryScheduler.shutdown();
+    for (Runnable waiting : retryScheduler.getQueue().toArray(new Runnable[0])) {
+      if (retryScheduler.remove(waiting)) { // Else the scheduler's thread got to it first.
+        waiting.run();
+      }
+    }
     try {
       if (!managedChannel.awaitTermination(timeoutNanos, TimeUnit.NANOSECONDS)) {
         managedChannel.shutdownNow().awaitTermination(1, TimeUnit.SECONDS);

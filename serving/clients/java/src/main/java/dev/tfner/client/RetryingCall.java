@@ -117,11 +117,25 @@ final class RetryingCall<ReqT, RespT> {
     try {
       pendingRetry =
           settings.scheduler().schedule(
-              () -> attempt(retry + 1), settings.policy().delayNanos(retry), TimeUnit.NANOSECONDS);
+              () -> {
+                // close() runs the waiting retries at once: they must not be sent.
+                if (settings.closed().getAsBoolean()) {
+                  result.completeExceptionally(closedBeforeRetry(status, retry));
+                } else {
+                  attempt(retry + 1);
+                }
+              },
+              settings.policy().delayNanos(retry),
+              TimeUnit.NANOSECONDS);
     } catch (RejectedExecutionException closed) {
-      Status refused = status.augmentDescription("the client was closed before retry " + (retry + 1));
-      result.completeExceptionally(NerException.from(refused, retry + 1));
+      result.completeExceptionally(closedBeforeRetry(status, retry));
     }
+  }
+
+  /** The failure of a call whose retry will not be sent because the client was closed. */
+  private static NerException closedBeforeRetry(Status status, int retry) {
+    Status refused = status.augmentDescription("the client was closed before retry " + (retry + 1));
+    return NerException.from(refused, retry + 1);
   }
 
   /**

@@ -4,8 +4,16 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
 import io.grpc.Context;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
 import io.grpc.InsecureServerCredentials;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
 import io.grpc.Server;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
@@ -21,6 +29,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -31,7 +40,8 @@ import tensorflow.serving.Predict.PredictResponse;
 /**
  * A {@code CANCELLED} the server sent is retried (a stopping server cancels the calls it accepted
  * but never ran); one the client or its caller caused is not. Against a stub PredictionService on
- * grpc-java's own server, on loopback: no tfner server needed.
+ * grpc-java's own server, on loopback: no tfner server needed. Also: closing the client fails a call
+ * that waits to be retried.
  */
 @Timeout(value = 30, unit = TimeUnit.SECONDS)
 class ServerCancelledTest {
@@ -119,6 +129,42 @@ class ServerCancelledTest {
       Thread.sleep(QUIET_MS);
     }
     assertEquals(1, calls.size(), "the call reached the server once");
+  }
+
+  @Test
+  void closingTheClientFailsACallWaitingOutItsBackoff() throws Exception {
+    start((request, response) -> {
+      calls.add(request);
+      response.onError(Status.UNAVAILABLE.withDescription("starting").asRuntimeException());
+    });
+    // Counts down once the client has handled a failed attempt, i.e. scheduled its retry.
+    CountDownLatch failed = new CountDownLatch(1);
+    ClientInterceptor afterFailure = new ClientInterceptor() {
+      @Override
+      public <ReqT, RespT> ClientCall<ReqT, RespT> interceptCall(
+          MethodDescriptor<ReqT, RespT> method, CallOptions options, Channel next) {
+        return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
+          @Override
+          public void start(Listener<RespT> listener, Metadata headers) {
+            super.start(new ForwardingClientCallListener.SimpleForwardingClientCallListener<>(listener) {
+              @Override
+              public void onClose(Status status, Metadata trailers) {
+                super.onClose(status, trailers);
+                failed.countDown();
+              }
+            }, headers);
+          }
+        };
+      }
+    };
+    NerClient client = client().backoff(Duration.ofMinutes(1), Duration.ofMinutes(1)).intercept(afterFailure).build();
+    CompletableFuture<List<Prediction>> future = client.predictAsync(List.of("北京"));
+    await(failed);
+    client.close();
+    // The waiting retry fails at once, saying why, instead of leaving the call unfinished for good.
+    ExecutionException e = assertThrows(ExecutionException.class, () -> future.get(10, TimeUnit.SECONDS));
+    assertTrue(e.getCause() instanceof NerException, e.toString());
+    assertTrue(e.getCause().getMessage().contains("the client was closed"), e.getCause().getMessage());
   }
 
   private NerClient.Builder client() {

@@ -24,10 +24,19 @@ import java.util.List;
  * </pre>
  *
  * Exit status: 0 done, 1 the server refused a call (or a text could not be read), 2 a bad command
- * line.
+ * line or a line of standard input that is not UTF-8.
  */
 public final class Main {
   private Main() {}
+
+  /** Standard input that is not texts: the caller's mistake, exit 2 as for a bad command line. */
+  static final class InputException extends Exception {
+    private static final long serialVersionUID = 1L;
+
+    InputException(String message, Throwable cause) {
+      super(message, cause);
+    }
+  }
 
   public static void main(String[] args) {
     // Java's default stdout encoding follows the locale; the JSON lines are always UTF-8.
@@ -71,6 +80,9 @@ public final class Main {
     } catch (NerException e) {
       err.println(e.code() + ": " + e.serverMessage());
       return 1;
+    } catch (InputException e) {
+      err.println("tfner-client: " + e.getMessage());
+      return 2;
     } catch (IOException | IllegalArgumentException e) {
       err.println("tfner-client: " + e.getMessage());
       return 1;
@@ -80,10 +92,10 @@ public final class Main {
   /**
    * One text per line of UTF-8, split at "\n" with the "\r"s before it dropped, as the Python, Go
    * and Node.js clients read standard input (a "\r" inside a line stays in its text); a byte-order
-   * mark at the start is dropped (Windows editors write one); invalid UTF-8 is an error naming the
-   * line.
+   * mark at the start is dropped (Windows editors write one); invalid UTF-8 is an {@link
+   * InputException} naming the line.
    */
-  static List<String> readLines(InputStream in) throws IOException {
+  static List<String> readLines(InputStream in) throws IOException, InputException {
     var decoder =
         StandardCharsets.UTF_8.newDecoder()
             .onMalformedInput(CodingErrorAction.REPORT)
@@ -105,7 +117,10 @@ public final class Main {
       try {
         lines.add(decoder.decode(ByteBuffer.wrap(bytes, start, stop - start)).toString());
       } catch (CharacterCodingException e) {
-        throw new IOException("standard input line " + (lines.size() + 1) + " is not valid UTF-8", e);
+        throw new InputException(
+            "standard input line " + (lines.size() + 1)
+                + " is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8",
+            e);
       }
       start = end + 1;
     }

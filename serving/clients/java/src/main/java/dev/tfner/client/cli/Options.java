@@ -37,7 +37,7 @@ record Options(
       Prints the entities of each text as one JSON line: the TEXT arguments, or else one text per
       line of standard input. Offsets: "start"/"end" in code points, "utf16_start"/"utf16_end" in
       Java string (UTF-16) indices. Exits 1 with "CODE: message" on standard error when the server
-      refuses a call.
+      refuses a call, 2 on a bad command line or a line of standard input that is not UTF-8.
 
       --bench FILE runs N Predict calls of one text each (cycling through the lines of FILE) from C
       threads sharing one client, after a short warm-up, and prints one JSON line of figures.

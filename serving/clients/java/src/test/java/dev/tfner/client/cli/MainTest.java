@@ -28,12 +28,16 @@ class MainTest {
   }
 
   private static Run run(String stdin, String... args) {
+    return run(stdin.getBytes(StandardCharsets.UTF_8), args);
+  }
+
+  private static Run run(byte[] stdin, String... args) {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     ByteArrayOutputStream err = new ByteArrayOutputStream();
     int status =
         Main.run(
             args,
-            new ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8)),
+            new ByteArrayInputStream(stdin),
             new PrintStream(out, true, StandardCharsets.UTF_8),
             new PrintStream(err, true, StandardCharsets.UTF_8));
     return new Run(status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
@@ -63,13 +67,13 @@ class MainTest {
   }
 
   @Test
-  void standardInputLinesSplitAtNewlinesOnlyAsInTheOtherClients() throws IOException {
+  void standardInputLinesSplitAtNewlinesOnlyAsInTheOtherClients() throws IOException, Main.InputException {
     byte[] stdin = "北京\r欢迎你\n上海\r\r\n\n".getBytes(StandardCharsets.UTF_8);
     assertEquals(List.of("北京\r欢迎你", "上海", ""), Main.readLines(new ByteArrayInputStream(stdin)));
   }
 
   @Test
-  void aByteOrderMarkAtTheStartOfStandardInputIsDropped() throws IOException {
+  void aByteOrderMarkAtTheStartOfStandardInputIsDropped() throws IOException, Main.InputException {
     byte[] stdin = "\ufeff北京\n\ufeff上海\n".getBytes(StandardCharsets.UTF_8);
     assertEquals(List.of("北京", "\ufeff上海"), Main.readLines(new ByteArrayInputStream(stdin)));
   }
@@ -77,9 +81,24 @@ class MainTest {
   @Test
   void invalidUtf8OnStandardInputNamesItsLine() {
     byte[] stdin = {'a', '\n', (byte) 0xe5, (byte) 0x8c, '\n', 'b', '\n'};
-    IOException e = org.junit.jupiter.api.Assertions.assertThrows(
-        IOException.class, () -> Main.readLines(new ByteArrayInputStream(stdin)));
-    assertEquals("standard input line 2 is not valid UTF-8", e.getMessage());
+    Main.InputException e = org.junit.jupiter.api.Assertions.assertThrows(
+        Main.InputException.class, () -> Main.readLines(new ByteArrayInputStream(stdin)));
+    assertEquals(
+        "standard input line 2 is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8", e.getMessage());
+  }
+
+  @Test
+  void invalidUtf8OnStandardInputExitsTwoNamingTheLine() {
+    // Bad input is the caller's mistake, like a bad flag: exit 2, as the Python command does, not
+    // 1, which says the server refused. No server: the channel connects on the first call, which
+    // never comes.
+    byte[] stdin = {'a', '\n', (byte) 0xb1, (byte) 0xb1, (byte) 0xbe, (byte) 0xa9, '\n'}; // 北京 in GBK
+    Run run = run(stdin, "--server", "127.0.0.1:1");
+    assertEquals(2, run.status(), run.err());
+    assertEquals("", run.out());
+    assertEquals(
+        "tfner-client: standard input line 2 is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8",
+        run.err().strip());
   }
 
   @Test
