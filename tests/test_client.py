@@ -22,7 +22,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from conftest import REPO_ROOT, SUBPROCESS_ENV
 from tfner import client as client_lib
-from tfner.client import Entity, NerClient
+from tfner.client import Entity, NerClient, NerError
 from tfner_client import client as light_client  # where the backoff sleeps
 
 TEXTS = [
@@ -297,3 +297,16 @@ def test_cli_as_module(ner_server):
     assert line["text"] == "他从上海来"
     for entity in line["entities"]:
         assert line["text"][entity["start"]:entity["end"]] == entity["text"]
+
+
+def test_close_while_a_call_waits_out_its_backoff_fails_it_as_cancelled(fake_server, monkeypatch):
+    """As in the Go, Java and Node.js clients: a typed CANCELLED saying so, not grpc's untyped
+    ValueError('Cannot invoke RPC on closed channel!') from the retry."""
+    service = FlakyService(failures=100)
+    client = NerClient(fake_server(service), retries=3)
+    monkeypatch.setattr(light_client.time, "sleep", lambda seconds: client.close())  # close() during the backoff
+    with pytest.raises(NerError) as info:
+        client.predict(["北京"])
+    assert info.value.code() == grpc.StatusCode.CANCELLED
+    assert "was closed during the call" in info.value.message
+    assert service.calls == 1

@@ -198,23 +198,30 @@ class NerClient:
         if self._closed:
             raise ValueError("this NerClient is closed; make a new one")
 
+    def _start(self, method, request):
+        """The call's future; a typed CANCELLED if close() came after the call began (before a chunk or a retry)."""
+        if self._closed:  # grpc would raise an untyped ValueError("Cannot invoke RPC on closed channel!")
+            raise errors.NerError(grpc.StatusCode.CANCELLED,
+                                  f"the NerClient for {self.target} was closed during the call; make a new one")
+        return method.future(request, timeout=self.timeout)
+
     def _run_all(self, method, requests):
         """Responses of `requests`, in order, at most max_concurrent_chunks in flight."""
         window = self.max_concurrent_chunks
-        in_flight = {i: method.future(requests[i], timeout=self.timeout) for i in range(min(window, len(requests)))}
+        in_flight = {i: self._start(method, requests[i]) for i in range(min(window, len(requests)))}
         responses = []
         try:
             for i, request in enumerate(requests):
                 responses.append(self._finish(method, request, in_flight.pop(i)))
                 if i + window < len(requests):
-                    in_flight[i + window] = method.future(requests[i + window], timeout=self.timeout)
+                    in_flight[i + window] = self._start(method, requests[i + window])
         finally:
             for future in in_flight.values():  # Left over when a chunk failed: its result is moot.
                 future.cancel()
         return responses
 
     def _call(self, method, request):
-        return self._finish(method, request, method.future(request, timeout=self.timeout))
+        return self._finish(method, request, self._start(method, request))
 
     def _finish(self, method, request, future):
         """Waits for `future`; retries `request` after UNAVAILABLE (or a server's CANCELLED) with full-jitter backoff."""
@@ -231,7 +238,7 @@ class NerClient:
                 window = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
                 time.sleep(random.uniform(0, window))
                 attempt += 1
-                future = method.future(request, timeout=self.timeout)
+                future = self._start(method, request)
 
 
 def _encode(texts):

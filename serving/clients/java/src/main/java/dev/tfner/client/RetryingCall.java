@@ -132,9 +132,14 @@ final class RetryingCall<ReqT, RespT> {
     }
   }
 
-  /** The failure of a call whose retry will not be sent because the client was closed. */
+  /**
+   * The failure of a call whose retry will not be sent because the client was closed: CANCELLED, as
+   * in the Go, Node.js and Python clients, with the last attempt's status in the message.
+   */
   private static NerException closedBeforeRetry(Status status, int retry) {
-    Status refused = status.augmentDescription("the client was closed before retry " + (retry + 1));
+    Status refused = Status.CANCELLED.withDescription(
+        "the client was closed before retry " + (retry + 1) + "; attempt " + (retry + 1) + " ended in "
+            + status.getCode() + ": " + status.getDescription());
     return NerException.from(refused, retry + 1);
   }
 

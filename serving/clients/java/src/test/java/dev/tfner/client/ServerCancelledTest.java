@@ -1,6 +1,7 @@
 package dev.tfner.client;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -163,8 +164,9 @@ class ServerCancelledTest {
     client.close();
     // The waiting retry fails at once, saying why, instead of leaving the call unfinished for good.
     ExecutionException e = assertThrows(ExecutionException.class, () -> future.get(10, TimeUnit.SECONDS));
-    assertTrue(e.getCause() instanceof NerException, e.toString());
-    assertTrue(e.getCause().getMessage().contains("the client was closed"), e.getCause().getMessage());
+    NerException refused = assertInstanceOf(NerException.class, e.getCause(), e.toString());
+    assertEquals(Status.Code.CANCELLED, refused.code());
+    assertTrue(refused.getMessage().contains("the client was closed before retry 1"), refused.getMessage());
   }
 
   private NerClient.Builder client() {
