@@ -9,7 +9,7 @@
 // "score", "byte_start", "byte_end"}]}: start and end count code points,
 // byte_start and byte_end bytes of the UTF-8 text. When the server refuses a
 // call it prints "CODE: message" on stderr and exits 1; a bad command line, or
-// a line of standard input that is not UTF-8, exits 2.
+// a text (argument or line of standard input) that is not UTF-8, exits 2.
 package main
 
 import (
@@ -107,20 +107,22 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *bench != "" {
 		return runBench(client, *bench, *concurrency, *requests, stdout, stderr)
 	}
-	texts := flags.Args()
+	texts, source := flags.Args(), "text argument"
 	if len(texts) == 0 {
 		if texts, err = readLines(stdin); err != nil {
 			fmt.Fprintln(stderr, "tfner-client: reading stdin:", err)
 			return 1
 		}
-		// Checked here, not left to Predict: its *InvalidTextError names a
-		// slice index, not a line, and bad input exits 2, not 1 as a refusal.
-		for i, text := range texts {
-			if !utf8.ValidString(text) {
-				fmt.Fprintf(stderr, "tfner-client: standard input line %d is not valid UTF-8; "+
-					"convert it, e.g. with iconv -f GBK -t UTF-8\n", i+1)
-				return 2
-			}
+		source = "standard input line"
+	}
+	// Checked here, not left to Predict: its *InvalidTextError names a slice
+	// index, not an argument or a line, and bad input exits 2, not 1 as a
+	// refusal does.
+	for i, text := range texts {
+		if !utf8.ValidString(text) {
+			fmt.Fprintf(stderr, "tfner-client: %s %d is not valid UTF-8; "+
+				"convert it, e.g. with iconv -f GBK -t UTF-8\n", source, i+1)
+			return 2
 		}
 	}
 	results, err := client.Predict(context.Background(), texts)

@@ -84,6 +84,14 @@ func TestStandardInputThatIsNotUTF8ExitsTwoNamingTheLine(t *testing.T) {
 	}
 }
 
+func TestATextArgumentThatIsNotUTF8ExitsTwoNamingIt(t *testing.T) {
+	code, stdout, stderr := runCommand(t, "", "-server", "127.0.0.1:1", "北京", "\xb1\xb1\xbe\xa9")
+	want := "tfner-client: text argument 2 is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8\n"
+	if code != 2 || stdout != "" || stderr != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, %q", code, stdout, stderr, want)
+	}
+}
+
 func TestRefusedCallExitsOneWithCode(t *testing.T) {
 	code, stdout, stderr := runCommand(t, "", "-server", server(t), "-model", "no_such_model", "北京")
 	if code != 1 || stdout != "" || !strings.HasPrefix(stderr, "tfner-client: NOT_FOUND: ") {
