@@ -138,8 +138,9 @@ func (c *config) validate() error {
 	switch {
 	case c.hasVersion && c.label != "":
 		return fmt.Errorf("tfner: WithVersion(%d) and WithLabel(%q) both given; pin one or the other", c.version, c.label)
-	case c.hasVersion && c.version < 1:
-		return fmt.Errorf("tfner: WithVersion(%d): versions are positive integers", c.version)
+	case c.hasVersion && c.version < 0:
+		// 0 is a version: TF Serving serves any folder named by an integer.
+		return fmt.Errorf("tfner: WithVersion(%d): versions are non-negative integers", c.version)
 	case c.timeout <= 0:
 		return fmt.Errorf("tfner: WithTimeout(%v): the deadline must be positive", c.timeout)
 	case c.retries < 0:

@@ -65,6 +65,7 @@ func TestNewNerClientRefusesBadOptions(t *testing.T) {
 		want string
 	}{
 		{[]tfner.Option{tfner.WithVersion(1), tfner.WithLabel("stable")}, "pin one or the other"},
+		{[]tfner.Option{tfner.WithVersion(-1)}, "non-negative"},
 		{[]tfner.Option{tfner.WithChunkSize(0)}, "WithChunkSize(0)"},
 		{[]tfner.Option{tfner.WithTimeout(0)}, "deadline must be positive"},
 		{[]tfner.Option{tfner.WithRetries(-1)}, "WithRetries(-1)"},
@@ -79,5 +80,12 @@ func TestNewNerClientRefusesBadOptions(t *testing.T) {
 		} else if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewNerClient error %q does not mention %q", err, tc.want)
 		}
+	}
+	// Version 0 is a version like any other (the other clients send it too).
+	client, err := tfner.NewNerClient("127.0.0.1:1", "ner", tfner.WithVersion(0))
+	if err != nil {
+		t.Errorf("NewNerClient(WithVersion(0)): %v", err)
+	} else {
+		client.Close()
 	}
 }
