@@ -144,9 +144,18 @@ def entities_from_outputs(outputs: dict) -> list[list[dict]]:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return _integer_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _integer_at_least(text, 0)
+
+
+def _integer_at_least(text: str, minimum: int) -> int:
+    value = int(text)  # a ValueError: argparse says "invalid <type> value: 'x'"
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
     return value
 
 

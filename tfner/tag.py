@@ -38,7 +38,7 @@ from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from tfner import tag_io
-from tfner.predict import NotAnExport, check_saved_model, positive_int, resolve_version
+from tfner.predict import NotAnExport, check_saved_model, non_negative_int, positive_int, resolve_version
 from tfner.tag_io import Document, ReadSettings
 from tfner.tag_model import BATCHING, DEFAULT_BUCKETS, ExportModelHandler, LengthBatches
 from tfner.tf_threads import thread_count
@@ -236,16 +236,6 @@ def _buckets(text: str) -> list[int]:
     return values
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tfner.tag", description=__doc__.split("\n")[0], allow_abbrev=False,
@@ -262,11 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto: json for .jsonl/.json, else text. Default auto.")
     g.add_argument("--text_field", default="text", help="JSON field holding the document. Default text.")
     g.add_argument("--id_field", default="id", help="JSON field holding its id (missing: the line number). Default id.")
-    g.add_argument("--max_chars", type=_non_negative, default=100_000,
+    g.add_argument("--max_chars", type=non_negative_int, default=100_000,
                    help="longer documents go to the dead letters (each is one model call); 0 = no limit. Default 100000.")
     g = p.add_argument_group("output")
     g.add_argument("--no_text", action="store_true", help="leave the document text out of the output")
-    g.add_argument("--num_shards", type=_non_negative, default=0,
+    g.add_argument("--num_shards", type=non_negative_int, default=0,
                    help="output shards; 0 = the runner decides. Default 0.")
     g.add_argument("--progress_seconds", type=float, default=30.0,
                    help="each worker logs its progress this often; 0 = never. Default 30.")
