@@ -15,6 +15,13 @@ lengths, all padded to the longest). The in-process figures are measured
 before and after the server runs and averaged, as the load of a shared
 machine drifts.
 
+Each server row also gives the server process's CPU time per request, and a
+last row per request size runs the same load against
+benchmarks/grpc_floor_server.py: a Python gRPC server that answers every
+request with a response tfner.serve gave, computing nothing. Its CPU per
+request is what Python gRPC alone costs; on one server CPU it caps the share
+any Python server can reach, and the script prints that cap.
+
 CPU layout (--cpus): in production the clients run on other machines. With
 `split` (the default on 2+ CPUs) the server and the in-process measurement
 get the first half of this process's CPUs and the clients the other half, so
@@ -117,23 +124,24 @@ def free_port():
 
 
 @contextlib.contextmanager
-def running_server(args, log_path, cpus=None):
+def running(command, log_path, cpus=None):
+    """Runs `python COMMAND...` pinned to `cpus` until it logs `ready: grpc_port=N`; yields (port, pid)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tfner.serve", *args], preexec_fn=pinned(cpus),
+        proc = subprocess.Popen([sys.executable, *command], preexec_fn=pinned(cpus),
                                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
     try:
         deadline = time.monotonic() + 120
         while True:
             with open(log_path, encoding="utf-8", errors="replace") as f:
-                match = re.search(r"tfner\.serve ready: grpc_port=(\d+)", f.read())
+                match = re.search(r"ready: grpc_port=(\d+)", f.read())
             if match:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"tfner.serve did not start; see {log_path}")
+                raise RuntimeError(f"{' '.join(command)} did not start; see {log_path}")
             time.sleep(0.2)
-        yield int(match.group(1))
+        yield int(match.group(1)), proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -141,6 +149,43 @@ def running_server(args, log_path, cpus=None):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def running_server(args, log_path, cpus=None):
+    """python -m tfner.serve ARGS pinned to `cpus`; yields its gRPC port."""
+    with running(["-m", "tfner.serve", *args], log_path, cpus) as (port, _):
+        yield port
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far, all its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def driven(port, pid, texts, clients, texts_per_request, seconds):
+    """drive(), plus the server's CPU milliseconds per answered request over the same window."""
+    before = cpu_seconds(pid)
+    latencies, errors, elapsed = drive(port, texts, clients, texts_per_request, seconds)
+    cpu_ms = (cpu_seconds(pid) - before) * 1000.0 / max(1, len(latencies))
+    return latencies, errors, elapsed, cpu_ms
+
+
+def record_response(port, texts, texts_per_request, path):
+    """Saves the server's PredictResponse to the first request drive() sends, for the floor server."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+    from tfner.client import NerClient
+
+    builder = NerClient(f"127.0.0.1:{port}")
+    request = builder.build_request((texts * 2)[:texts_per_request])
+    builder.close()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+    with open(path, "wb") as f:
+        f.write(response.SerializeToString())
 
 
 def drive(port, texts, clients, texts_per_request, seconds):
@@ -262,6 +307,7 @@ def main(argv=None):
     server_cpus, client_cpus = cpu_layout(args.cpus)
     texts = make_texts()
     rows = []
+    floors = {}  # texts per request -> the floor server's CPU ms a request
 
     layout = ("everything on every CPU" if server_cpus is None else
               f"server and in-process on CPU {sorted(server_cpus)}, clients on CPU {sorted(client_cpus)}")
@@ -290,30 +336,45 @@ def main(argv=None):
         monitoring = os.path.join(tmp, "monitoring.config")
         with open(monitoring, "w") as f:
             f.write('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
+        workers = max(32, 2 * args.clients)
         for per_request in args.texts_per_request:
+            recorded = os.path.join(tmp, f"response-{per_request}.pb")
             for mode in ("off", "on"):
                 rest_port = free_port()
                 server_args = ["--port", "0", "--bind_address", "127.0.0.1", "--model_name", "ner",
                                "--model_base_path", args.model_base_path, "--rest_api_port", str(rest_port),
-                               "--monitoring_config_file", monitoring,
-                               "--grpc_max_workers", str(max(32, 2 * args.clients))]
+                               "--monitoring_config_file", monitoring, "--grpc_max_workers", str(workers)]
                 if mode == "on":
                     server_args += ["--enable_batching", "--batching_parameters_file",
                                     args.batching_parameters_file]
                 log_path = os.path.join(tmp, f"serve-{per_request}-{mode}.log")
-                with running_server(server_args, log_path, server_cpus) as port:
-                    latencies, errors, elapsed = drive(port, texts, args.clients, per_request, args.seconds)
+                with running(["-m", "tfner.serve", *server_args], log_path, server_cpus) as (port, pid):
+                    latencies, errors, elapsed, cpu_ms = driven(port, pid, texts, args.clients, per_request,
+                                                                args.seconds)
                     merged = calls_per_request(rest_port)
+                    if mode == "off":
+                        record_response(port, texts, per_request, recorded)
                 done = len(latencies)
                 rows.append((f"tfner.serve, {per_request} text(s)/request, batching {mode}",
                              done / elapsed, done * per_request / elapsed, percentile_ms(latencies, 50),
-                             percentile_ms(latencies, 95), percentile_ms(latencies, 99), errors, merged))
+                             percentile_ms(latencies, 95), percentile_ms(latencies, 99), errors, merged, cpu_ms))
+            # The floor: the same requests answered by a Python gRPC server with nothing to compute.
+            floor_command = [os.path.join(REPO_ROOT, "benchmarks", "grpc_floor_server.py"), recorded,
+                             "--max_workers", str(workers)]
+            with running(floor_command, os.path.join(tmp, f"floor-{per_request}.log"), server_cpus) as (port, pid):
+                latencies, errors, elapsed, cpu_ms = driven(port, pid, texts, args.clients, per_request,
+                                                            args.seconds)
+            done = len(latencies)
+            rows.append((f"gRPC floor, {per_request} text(s)/request", done / elapsed, done * per_request / elapsed,
+                         percentile_ms(latencies, 50), percentile_ms(latencies, 95), percentile_ms(latencies, 99),
+                         errors, None, cpu_ms))
+            floors[per_request] = cpu_ms
 
     measure_in_process()
     for size in sizes:
         before, after = in_process[size]
         rows.insert(sizes.index(size), (f"in-process, {size} text(s)/call ({before:.0f} / {after:.0f})",
-                                        None, (before + after) / 2, None, None, None, None, None))
+                                        None, (before + after) / 2, None, None, None, None, None, None))
     ceiling = max((before + after) / 2 for before, after in in_process.values())
 
     def fmt(value, spec):
@@ -321,13 +382,22 @@ def main(argv=None):
         return format("-", f">{width}") if value is None else format(value, spec)
 
     print(f"{'':48} {'req/s':>8} {'texts/s':>8} {'share':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>6} {'req/call':>8}")
-    for name, rps, tps, p50, p95, p99, errors, merged in rows:
+          f"{'errors':>6} {'req/call':>8} {'cpu ms/req':>10}")
+    for name, rps, tps, p50, p95, p99, errors, merged, cpu_ms in rows:
         share = f"{tps / ceiling:6.0%}"
         print(f"{name:48} {fmt(rps, '8.1f')} {fmt(tps, '8.1f')} {share} {fmt(p50, '8.1f')} "
-              f"{fmt(p95, '8.1f')} {fmt(p99, '8.1f')} {fmt(errors, '6d')} {fmt(merged, '8.2f')}")
+              f"{fmt(p95, '8.1f')} {fmt(p99, '8.1f')} {fmt(errors, '6d')} {fmt(merged, '8.2f')} "
+              f"{fmt(cpu_ms, '10.3f')}")
     print(f"in-process rows: mean of the runs before / after the server's; share: texts/s over the "
-          f"better in-process mean ({ceiling:.1f} texts/s)")
+          f"better in-process mean ({ceiling:.1f} texts/s); cpu ms/req: the server process's CPU time a request")
+    if server_cpus is not None and len(server_cpus) == 1:
+        # On one server CPU a request costs at least its texts' model time
+        # (1 / ceiling each, in process) plus what the floor server spends on it.
+        for per_request, floor_ms in floors.items():
+            model_ms = per_request * 1000.0 / ceiling
+            print(f"share cap, {per_request} text(s)/request: the floor's {floor_ms:.3f} ms of server CPU a request "
+                  f"beside {model_ms:.3f} ms of model time leaves a Python server at most "
+                  f"{model_ms / (model_ms + floor_ms):.0%}")
     return 0
 
 

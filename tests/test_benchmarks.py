@@ -23,16 +23,25 @@ def test_serve_load_runs_both_modes_and_reports_merging(tmp_path, export_factory
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # Each row: the name padded to 48 characters, then req/s, texts/s, share,
-    # p50, p95, p99, errors, requests per call ("-" where it does not apply).
+    # p50, p95, p99, errors, requests per call, the server's CPU ms a request
+    # ("-" where it does not apply).
     rows = {line[:48].strip(): line[48:].split() for line in result.stdout.splitlines()
-            if line.startswith(("tfner.serve,", "in-process,"))}
-    assert len(rows) == 6, result.stdout
-    for name, (rps, texts_per_s, share, p50, p95, p99, errors, per_call) in rows.items():
+            if line.startswith(("tfner.serve,", "in-process,", "gRPC floor,"))}
+    assert len(rows) == 8, result.stdout
+    for name, (rps, texts_per_s, share, p50, p95, p99, errors, per_call, cpu_ms) in rows.items():
         assert float(texts_per_s) > 0 and share.endswith("%"), (name, rows[name])
+        if not name.startswith("in-process"):
+            assert int(errors) == 0 and float(p50) <= float(p99) and float(cpu_ms) > 0, (name, rows[name])
         if name.startswith("tfner.serve"):
-            assert int(errors) == 0 and float(p50) <= float(p99), (name, rows[name])
             # Off: one request a call. On: 4 clients fill calls of up to 4 texts.
             assert float(per_call) == 1.0 if name.endswith("off") else float(per_call) > 1.0, (name, rows[name])
+    # The floor server computes nothing: it must cost the server less CPU a request than tfner.serve does.
+    for size in (1, 2):
+        floor = float(rows[f"gRPC floor, {size} text(s)/request"][-1])
+        served = float(rows[f"tfner.serve, {size} text(s)/request, batching off"][-1])
+        assert floor < served, (size, floor, served)
+    caps = [line for line in result.stdout.splitlines() if line.startswith("share cap,")]
+    assert len(caps) == (2 if len(os.sched_getaffinity(0)) in (2, 3) else 0), result.stdout
     assert "tfner.serve, 2 text(s)/request, batching on" in rows
 
 
