@@ -161,17 +161,26 @@ func printResults(texts []string, results []tfner.Result, stdout, stderr io.Writ
 
 // readLines returns the lines of r without their line endings, and without a
 // byte-order mark at the start (Windows editors write one), as the other
-// clients read standard input.
+// clients read standard input. A line may be of any length (bufio.Scanner
+// would stop at its buffer's limit): a text too long for the server is the
+// server's to refuse, with the code it gives every client.
 func readLines(r io.Reader) ([]string, error) {
 	var lines []string
-	scanner := bufio.NewScanner(r)
-	scanner.Buffer(make([]byte, 64*1024), 64<<20) // Texts may be long.
-	for scanner.Scan() {
-		line := strings.TrimRight(scanner.Text(), "\r\n")
-		if len(lines) == 0 {
-			line = strings.TrimPrefix(line, "\ufeff")
+	reader := bufio.NewReader(r)
+	for {
+		line, err := reader.ReadString('\n')
+		if line != "" { // "" only at the end, after a final line ending.
+			line = strings.TrimRight(line, "\r\n")
+			if len(lines) == 0 {
+				line = strings.TrimPrefix(line, "\ufeff")
+			}
+			lines = append(lines, line)
 		}
-		lines = append(lines, line)
+		if err == io.EOF {
+			return lines, nil
+		}
+		if err != nil {
+			return lines, err
+		}
 	}
-	return lines, scanner.Err()
 }

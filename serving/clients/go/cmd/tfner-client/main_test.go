@@ -72,6 +72,18 @@ func TestStandardInputDropsAByteOrderMarkAtItsStartOnly(t *testing.T) {
 	}
 }
 
+func TestStandardInputLinesOfAnyLength(t *testing.T) {
+	long := strings.Repeat("北", 22<<20) // 66 MiB, past the 64 MiB a bufio.Scanner buffer held
+	lines, err := readLines(strings.NewReader(long + "\r\n\n上海"))
+	if err != nil || len(lines) != 3 || lines[0] != long || lines[1] != "" || lines[2] != "上海" {
+		t.Errorf("readLines = %d lines (%v); want 3: the 66 MiB line, an empty one, 上海", len(lines), err)
+	}
+	lines, err = readLines(strings.NewReader(""))
+	if err != nil || len(lines) != 0 {
+		t.Errorf("readLines of nothing = %q, %v; want no lines", lines, err)
+	}
+}
+
 // Bad input is the caller's mistake, like a bad flag: exit 2, as the Python
 // command does, and not 1, which says the server refused. No server is
 // needed: the client connects on its first call, which never comes.
