@@ -179,6 +179,24 @@ def test_predict_and_evaluate_commands(tiny_run, tmp_path):
     assert "micro avg" in result.stdout
     metrics = json.load(open(output))
     assert metrics["f1"] == pytest.approx(tiny_run["summary"]["test"]["f1"])
+    assert metrics["types_not_in_model"] == [] and "warning" not in result.stderr
+
+
+def test_evaluate_names_gold_types_the_model_does_not_have(tiny_run, tmp_path):
+    """Scoring a model on another dataset's types printed zeros for them and nothing else."""
+    data = tmp_path / "other.jsonl"
+    records = [{"text": "王伟去了北京。", "entities": [{"start": 0, "end": 2, "label": "PER"},
+                                                  {"start": 4, "end": 6, "label": "CITY"}]},
+               {"text": "中国的首都", "entities": [{"start": 0, "end": 2, "label": "GPE"}]}]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    output = str(tmp_path / "metrics.json")
+    result = run_python(
+        f"import sys; from tfner.evaluate import main; sys.exit(main(['--model', {tiny_run['export']!r}, '--data', "
+        f"{str(data)!r}, '--output', {output!r}]))"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "warning: entity type(s) CITY, GPE of the data are not among the model's (LOC, ORG, PER)" in result.stderr
+    assert json.load(open(output))["types_not_in_model"] == ["CITY", "GPE"]
 
 
 def test_predictor_names_a_text_without_utf8_and_stdin_drops_a_byte_order_mark(tiny_run):

@@ -3,12 +3,17 @@
     python -m tfner.evaluate --model export/ner --data ../shared/data/resume_ner/test.char.bmes
 
 The SavedModel is what ships, so it is what gets scored: same tokenizer, windows and decode as in
-production. Prints a per-type table and writes the figures as JSON (--output).
+production. Prints a per-type table and writes the figures as JSON (--output). Gold entity types the
+model does not have (its assets/labels.txt) are named on stderr: the model cannot find them, so they
+score as missed, which usually means the data and the model do not belong together.
 """
 
 import argparse
 import json
+import os
 import sys
+
+import tensorflow as tf
 
 from tfner import data, metrics
 from tfner.labels import Span
@@ -22,7 +27,19 @@ def evaluate_saved_model(path: str, examples: list[data.Example], batch_size: in
     predicted = [[Span(e["start"], e["end"], e["label"]) for e in row] for row in predictor.predict(texts)]
     result = metrics.score(texts, [e.spans for e in examples], predicted)
     result["model"] = predictor.path
+    known = model_entity_types(predictor.path)
+    gold = {span.label for e in examples for span in e.spans}
+    result["types_not_in_model"] = sorted(gold - set(known)) if known is not None else []
     return result
+
+
+def model_entity_types(path: str) -> list[str] | None:
+    """The entity types an export can find (its assets/labels.txt), or None if it carries no such list."""
+    labels = os.path.join(path, "assets", "labels.txt")
+    if not tf.io.gfile.exists(labels):
+        return None
+    with tf.io.gfile.GFile(labels) as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"model {result['model']}")
     print(metrics.format_table(result))
+    if result["types_not_in_model"]:
+        unknown = result["types_not_in_model"]
+        print(f"tfner.evaluate: warning: entity type(s) {', '.join(unknown)} of the data are not among the model's "
+              f"({', '.join(model_entity_types(result['model']))}): it cannot find them, so they score as missed; "
+              "check that --data belongs to this model", file=sys.stderr)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2, ensure_ascii=False)
