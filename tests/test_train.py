@@ -220,6 +220,17 @@ def test_tpu_without_a_tpu_fails_clearly():
         make_strategy("tpu")
 
 
+def test_a_tpu_that_auto_finds_refuses_mixed_float16_before_connecting(monkeypatch):
+    """config.py refuses `distribute: tpu` with mixed_float16; `auto` picks a TPU from train.tpu or TPU_NAME."""
+    with pytest.raises(ConfigError, match="auto chose a TPU .* set train.mixed_precision: mixed_bfloat16"):
+        make_strategy("auto", tpu="grpc://10.0.0.2:8470", mixed_precision="mixed_float16")
+    monkeypatch.setenv("TPU_NAME", "local")
+    with pytest.raises(ConfigError, match="auto chose a TPU"):
+        make_strategy("auto", mixed_precision="mixed_float16")
+    with pytest.raises(RuntimeError, match="no TPU found at 'local'"):  # bfloat16 goes on to look for it
+        make_strategy("auto", mixed_precision="mixed_bfloat16")
+
+
 def test_clipping_under_loss_scaling_measures_the_true_gradients():
     """Under mixed_float16 the step holds the scaled loss's gradients: the clip applies to them unscaled."""
     variable = tf.Variable([0.0, 0.0])

@@ -55,7 +55,7 @@ def check_task(tf_config: dict) -> None:
                           f"hosts, so the index is 0 to {len(cluster[role]) - 1}")
 
 
-def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
+def make_strategy(name: str, tpu: str = "", mixed_precision: str = "none") -> tf.distribute.Strategy:
     """Makes the strategy named by `train.distribute`.
 
     Args:
@@ -64,6 +64,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
             or `auto`: tpu if `tpu`/TPU_NAME is set, multi_worker if TF_CONFIG names 2+ workers, mirrored with
             2+ GPUs, else one_device.
         tpu: str. TPU address ("grpc://10.0.0.2:8470", a TPU name, or "local"); "" = TPU_NAME or local.
+        mixed_precision: str. `train.mixed_precision`: a TPU refuses mixed_float16, also when `auto` chose it.
     """
     # Physical, not logical, devices: listing logical ones starts the runtime, after which multi-worker
     # collectives can no longer be configured.
@@ -90,6 +91,10 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         check_task(tf_config)
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
+        if mixed_precision == "mixed_float16":  # config.py refuses `tpu` itself; this is `auto` finding one
+            raise ConfigError("train.distribute=auto chose a TPU (train.tpu or TPU_NAME is set), but "
+                              "train.mixed_precision is mixed_float16, which TPUs do not compute in; set "
+                              "train.mixed_precision: mixed_bfloat16")
         address = tpu or os.environ.get("TPU_NAME", "") or "local"
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)

@@ -604,7 +604,7 @@ def prepare_run_dir(config: Config, corpus: Corpus) -> None:
 def start_process(config: Config, strategy: tf.distribute.Strategy | None = None) -> tf.distribute.Strategy:
     """The strategy (made first: multi-worker collectives must be configured before TensorFlow runs anything),
     the seed and the mixed-precision policy of a run."""
-    strategy = strategy or make_strategy(config.train.distribute, config.train.tpu)
+    strategy = strategy or make_strategy(config.train.distribute, config.train.tpu, config.train.mixed_precision)
     keras.utils.set_random_seed(config.train.seed)
     if config.train.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(config.train.mixed_precision)
