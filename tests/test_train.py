@@ -229,6 +229,8 @@ def test_a_tpu_that_auto_finds_refuses_mixed_float16_before_connecting(monkeypat
         make_strategy("auto", mixed_precision="mixed_float16")
     with pytest.raises(RuntimeError, match="no TPU found at 'local'"):  # bfloat16 goes on to look for it
         make_strategy("auto", mixed_precision="mixed_bfloat16")
+    with pytest.raises(ConfigError, match="train.distribute is tpu, but train.mixed_precision is mixed_float16"):
+        make_strategy("tpu", mixed_precision="mixed_float16")
 
 
 def test_clipping_under_loss_scaling_measures_the_true_gradients():

@@ -70,6 +70,7 @@ def make_strategy(name: str, tpu: str = "", mixed_precision: str = "none") -> tf
     # collectives can no longer be configured.
     gpus = tf.config.list_physical_devices("GPU")
     tf_config = read_tf_config() if name in ("auto", "multi_worker") else {}  # read only where it is used
+    requested = name
     if name == "auto":
         if tpu or os.environ.get("TPU_NAME"):
             name = "tpu"
@@ -91,10 +92,11 @@ def make_strategy(name: str, tpu: str = "", mixed_precision: str = "none") -> tf
         check_task(tf_config)
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        if mixed_precision == "mixed_float16":  # config.py refuses `tpu` itself; this is `auto` finding one
-            raise ConfigError("train.distribute=auto chose a TPU (train.tpu or TPU_NAME is set), but "
-                              "train.mixed_precision is mixed_float16, which TPUs do not compute in; set "
-                              "train.mixed_precision: mixed_bfloat16")
+        if mixed_precision == "mixed_float16":  # config.py refuses `tpu` at load; `auto` finds one only here
+            chosen = "train.distribute=auto chose a TPU (train.tpu or TPU_NAME is set)" if requested == "auto" else \
+                "train.distribute is tpu"
+            raise ConfigError(f"{chosen}, but train.mixed_precision is mixed_float16, which TPUs do not compute in; "
+                              "set train.mixed_precision: mixed_bfloat16")
         address = tpu or os.environ.get("TPU_NAME", "") or "local"
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
