@@ -284,22 +284,87 @@ def test_reload_config_moves_labels_and_rejects_bad_configs(servers, config_clie
     assert "pytorch" in info.value.details()
 
 
+def stable_version(clients):
+    """The version the "stable" label routes to."""
+    return clients.predict.Predict(predict_request(["北京"], label="stable"), timeout=30).model_spec.version.value
+
+
 def test_editing_the_config_file_is_applied(servers, config_clients):
     server = servers[0]
     with open(server.config_path, encoding="utf-8") as f:
         original = f.read()
-
-    def stable_version():
-        response = config_clients.predict.Predict(predict_request(["北京"], label="stable"), timeout=30)
-        return response.model_spec.version.value
 
     edited = original.replace('key: "stable"\n      value: 1', 'key: "stable"\n      value: 2')
     assert edited != original
     try:
         with open(server.config_path, "w", encoding="utf-8") as f:
             f.write(edited)
-        wait_for(lambda: stable_version() == 2, timeout=30, what="the edited label")
+        wait_for(lambda: stable_version(config_clients) == 2, timeout=30, what="the edited label")
     finally:
         with open(server.config_path, "w", encoding="utf-8") as f:
             f.write(original)
-    wait_for(lambda: stable_version() == 1, timeout=30, what="the restored label")
+    wait_for(lambda: stable_version(config_clients) == 1, timeout=30, what="the restored label")
+
+
+GBK_COMMENT = "# 北京\n".encode("gbk")  # not UTF-8: an editor's legacy encoding
+
+
+@pytest.mark.parametrize("flag, extra, text", [
+    ("--model_config_file", [], 'model_config_list { config { name: "ner" base_path: "/models/ner" } }'),
+    ("--batching_parameters_file", ["--enable_batching"], "max_batch_size { value: 8 }"),
+    ("--monitoring_config_file", ["--rest_api_port", "1"], "prometheus_config { enable: true }"),
+])
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path, start_server, flag, extra, text):
+    path = tmp_path / "file.config"
+    path.write_bytes(GBK_COMMENT + text.encode())
+    server = start_server("--model_base_path", tmp_path / "ner", flag, path, *extra)
+    assert server.proc.wait(60) == 2, server.log_text()  # it was a UnicodeDecodeError traceback, exit 1
+    assert f"{path}: not UTF-8 text (byte 0xb1 at offset 2); save the file as UTF-8" in server.log_text()
+    assert "Traceback" not in server.log_text()
+
+
+def test_a_config_file_edited_to_non_utf8_is_refused_and_later_edits_still_apply(servers, config_clients):
+    server = servers[0]
+    with open(server.config_path, encoding="utf-8") as f:
+        original = f.read()
+
+    edited = original.replace('key: "stable"\n      value: 1', 'key: "stable"\n      value: 2')
+    try:
+        with open(server.config_path, "wb") as f:
+            f.write(GBK_COMMENT + original.encode())
+        wait_for(lambda: f"not reloaded, keeping the current one: {server.config_path}: not UTF-8 text"
+                 in server.log_text(), timeout=30, what="the refusal of the non-UTF-8 edit")
+        assert stable_version(config_clients) == 1
+        with open(server.config_path, "w", encoding="utf-8") as f:
+            f.write(edited)  # the watcher survived: a valid edit is applied
+        wait_for(lambda: stable_version(config_clients) == 2, timeout=30, what="the edit after the non-UTF-8 one")
+    finally:
+        with open(server.config_path, "w", encoding="utf-8") as f:
+            f.write(original)
+    wait_for(lambda: stable_version(config_clients) == 1, timeout=30, what="the restored label")
+
+
+def test_a_model_removed_by_a_reload_has_its_loaded_versions_gauge_zeroed(tmp_path, export_factory, start_server):
+    from conftest import MONITORING_CONFIG, free_port
+    from server_requests import Clients, metric
+
+    for name in ("ner", "other"):
+        export_factory(str(tmp_path / name), 1)
+    config = model_server_config_pb2.ModelServerConfig()
+    for name in ("ner", "other"):
+        config.model_config_list.config.add(name=name, base_path=str(tmp_path / name))
+    (tmp_path / "models.config").write_text(text_format.MessageToString(config), encoding="utf-8")
+    (tmp_path / "monitoring.config").write_text(MONITORING_CONFIG, encoding="utf-8")
+    server = start_server("--model_config_file", tmp_path / "models.config", "--rest_api_port", free_port(),
+                          "--monitoring_config_file", tmp_path / "monitoring.config").wait_ready()
+    assert metric(server, "tfner_serving_loaded_versions", model="other") == 1
+    del config.model_config_list.config[1]
+    clients = Clients(server.target)
+    try:
+        reply = clients.model.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=config),
+                                                        timeout=60)
+        assert reply.status.error_code == 0
+    finally:
+        clients.channel.close()
+    assert metric(server, "tfner_serving_loaded_versions", model="other") == 0
+    assert metric(server, "tfner_serving_loaded_versions", model="ner") == 1

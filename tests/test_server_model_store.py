@@ -1,8 +1,12 @@
 """Versions: hot swaps, broken versions, the server lifecycle, and the model store and predictor in process."""
 
+import dataclasses
 import os
+import shutil
 import signal
+import subprocess
 import threading
+import time
 import weakref
 
 import grpc
@@ -186,6 +190,18 @@ def test_only_integer_folders_with_a_saved_model_are_versions(tmp_path):
     assert list_versions(str(tmp_path / "missing")) is None
 
 
+def test_version_folders_beyond_int64_are_skipped_with_a_warning(tmp_path, caplog):
+    """TF Serving's versions are int64 (so are model_spec.version's): a larger one could be loaded but never asked for."""
+    for name in ("9223372036854775807", "9223372036854775808", "99999999999999999999"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    assert list_versions(str(tmp_path)) == {2**63 - 1: str(tmp_path / "9223372036854775807")}
+    warned = [r.getMessage() for r in caplog.records if "larger than the largest int64 version" in r.getMessage()]
+    assert len(warned) == 2 and str(tmp_path / "99999999999999999999") in " ".join(warned), warned
+    list_versions(str(tmp_path))  # the next poll does not say it again
+    assert len([r for r in caplog.records if "largest int64" in r.getMessage()]) == 2
+
+
 def test_full_queue_answers_resource_exhausted(tmp_path, export_factory):
     base = str(tmp_path / "ner")
     export_factory(base, 1)
@@ -320,3 +336,113 @@ def test_a_label_moved_to_a_version_not_loaded_yet_keeps_its_target_until_it_loa
     assert set(outcomes) == {"ok"} and outcomes["ok"] > 1, outcomes
     assert _version_of(store, label="canary") == 2
     store.stop()
+
+
+def test_status_after_a_move_to_an_empty_base_path_reports_the_versions_still_serving(tmp_path, export_factory):
+    """Until the new base path has a version, the old one's answers requests: GetModelStatus must say so."""
+    old, new = str(tmp_path / "a" / "ner"), str(tmp_path / "b" / "ner")
+    export_factory(old, 1)
+    store = ModelStore([ModelSpecConfig(name="ner", base_path=old)], poll_seconds=0, warmup=False)
+    store.start()
+    store.reload([ModelSpecConfig(name="ner", base_path=new)])
+    assert _version_of(store) == 1
+    assert [(v, s) for v, s, _, _ in store.version_status("ner")] == [(1, State.AVAILABLE)]
+    assert store.version_status("ner", 1)[0][1] == State.AVAILABLE
+    export_factory(new, 5)
+    store.poll()
+    assert [(v, s) for v, s, _, _ in store.version_status("ner")] == [(5, State.AVAILABLE)]
+    store.stop()
+
+
+def test_a_label_moved_to_a_version_that_fails_to_load_stays_until_it_loads(tmp_path, export_factory, caplog):
+    base = str(tmp_path / "ner")
+    for version in (1, 2):
+        export_factory(base, version)
+    broken = tmp_path / "ner" / "3"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    spec = ModelSpecConfig(name="ner", base_path=base, policy="specific", versions=(1, 2),
+                           labels={"stable": 1, "canary": 2})
+    store = ModelStore([spec], poll_seconds=0, warmup=False)
+    store.start()
+    moved = dataclasses.replace(spec, versions=(1, 2, 3), labels={"stable": 1, "canary": 3})
+    store.reload([moved])
+    assert store.version_status("ner", 3)[0][1] == State.END  # failed
+    assert _version_of(store, label="canary") == 2
+    assert "label 'canary' stays on version 2 until version 3 is loaded; its state is END" in caplog.text
+    assert caplog.text.count("label 'canary' stays") == 1
+    store.poll()
+    assert caplog.text.count("label 'canary' stays") == 1  # said once, not every poll
+    shutil.rmtree(broken)
+    export_factory(base, 3)  # the version is fixed: the label moves at the poll that loads it
+    store.poll()
+    assert _version_of(store, label="canary") == 3
+    store.stop()
+
+
+def with_slow_warmup(export_factory, base, version, records):
+    """Writes version `version` under base with `records` long warmup requests (~0.1-0.3 s each): a slow load."""
+    from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    staging = export_factory(os.path.join(base, ".staging"), version)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "ner"
+    request.inputs["text"].CopyFrom(tf.make_tensor_proto([("他从上海来，去北京。" * 50).encode()] * 8, dtype=tf.string))
+    record = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    with tf.io.TFRecordWriter(os.path.join(staging, "assets.extra", "tf_serving_warmup_requests")) as writer:
+        for _ in range(records):
+            writer.write(record.SerializeToString())
+    os.rename(staging, os.path.join(base, str(version)))  # appears whole to the server's poll
+
+
+def test_negative_shutdown_grace_is_refused_at_start(tmp_path, start_server):
+    server = start_server("--model_base_path", tmp_path, "--shutdown_grace_seconds", "-1")
+    assert server.proc.wait(60) == 2, server.log_text()  # it used to start, and crash at SIGTERM
+    assert "--shutdown_grace_seconds must be >= 0" in server.log_text()
+
+
+def test_sigterm_during_a_long_load_keeps_to_the_grace(tmp_path, export_factory, start_server):
+    """A version being warmed up when SIGTERM comes is given up: the shutdown does not wait for its warmup."""
+    base = str(tmp_path / "ner")
+    export_factory(base, 1)
+    server = start_server("--model_base_path", base, "--file_system_poll_wait_seconds", "0.3",
+                          "--shutdown_grace_seconds", "3").wait_ready()
+    with_slow_warmup(export_factory, base, 2, records=1000)  # minutes of warmup
+    wait_for(lambda: "warming up ner version 2" in server.log_text(), what="version 2's warmup")
+    sent = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        assert server.proc.wait(20) == 0, server.log_text()
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running 20 s after SIGTERM with --shutdown_grace_seconds 3:\n{server.log_text()}")
+    assert time.monotonic() - sent < 10
+    log_text = server.log_text()
+    assert "model ner version 2: loading" in log_text and "stopped after" in log_text, log_text
+    assert "drained; exiting" in log_text
+
+
+def test_a_config_edit_made_during_the_first_load_is_applied(tmp_path, export_factory, start_server):
+    base = str(tmp_path / "ner")
+    with_slow_warmup(export_factory, base, 1, records=20)  # seconds of warmup at start
+    config = tmp_path / "models.config"
+    text = f'model_config_list {{ config {{ name: "ner" base_path: "{base}" }} }}\n'
+    config.write_text(text, encoding="utf-8")
+    server = start_server("--model_config_file", config, "--model_config_file_poll_wait_seconds", "0.3")
+    # Flags and config are parsed before this line is logged; the model loads after it.
+    wait_for(lambda: "TensorFlow threads" in server.log_text() or server.proc.poll() is not None,
+             what="the config to be parsed")
+    config.write_text(text.replace("} }", 'version_labels { key: "stable" value: 1 } } }'), encoding="utf-8")
+    server.wait_ready()
+    clients = Clients(server.target)
+
+    def stable():
+        try:
+            return clients.predict.Predict(predict_request(["北京"], label="stable"), timeout=30).model_spec.version.value
+        except grpc.RpcError:
+            return None  # NOT_FOUND: no such label yet
+
+    try:
+        assert wait_for(stable, timeout=20, what="the edit made during the first load") == 1
+    finally:
+        clients.channel.close()

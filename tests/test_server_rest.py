@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import socket
 
 import pytest
 
@@ -103,3 +104,93 @@ def test_rest_refusals_of_http_server_itself_are_json(servers, method):
     assert response.status == 501 and response.getheader("Content-Type") == "application/json"
     assert method in json.loads(response.read())["error"]
     connection.close()
+
+
+def raw_exchange(server, data, half_close=False):
+    """Sends raw bytes on one connection; returns [(status, headers, body)] of every reply, until the server closes."""
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)  # the client sends nothing more
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    replies = []
+    while received:
+        head, _, rest = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        length = int(headers["Content-Length"])
+        replies.append((int(lines[0].split()[1]), headers, json.loads(rest[:length])))
+        received = rest[length:]
+    return replies
+
+
+BODY = b'{"instances": ["\xe5\x8c\x97\xe4\xba\xac"]}'
+POST_HEAD = b"POST /v1/models/ner:predict HTTP/1.1\r\nHost: x\r\n"
+
+
+@pytest.mark.parametrize(
+    "headers, body, fragment",
+    [
+        (b"", BODY, "with a Content-Length header"),
+        (b"Content-Length: \xb2\r\n", BODY, "with a Content-Length header"),  # "²" (latin-1): str.isdigit() takes it
+        (b"Transfer-Encoding: chunked\r\n", b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY), "chunked"),
+    ],
+    ids=["no Content-Length", "superscript Content-Length", "chunked"],
+)
+def test_rest_body_without_a_usable_content_length_is_refused_and_the_connection_closed(servers, headers, body,
+                                                                                        fragment):
+    # The server must answer and close by itself: the connection is kept open from the client's side.
+    (status, reply_headers, reply), = raw_exchange(servers[0], POST_HEAD + headers + b"\r\n" + body)
+    assert status == 400 and fragment in reply["error"], reply
+    assert reply_headers["Connection"] == "close"
+
+
+def test_rest_body_shorter_than_its_content_length_is_refused(servers):
+    request = POST_HEAD + b"Content-Length: %d\r\n\r\n" % (len(BODY) + 10) + BODY
+    (status, headers, reply), = raw_exchange(servers[0], request, half_close=True)
+    assert status == 400, reply
+    assert f"shorter than its Content-Length of {len(BODY) + 10} bytes (got {len(BODY)} bytes" in reply["error"]
+    assert headers["Connection"] == "close"
+
+
+def test_rest_get_with_a_body_leaves_the_next_request_intact(servers):
+    get = b"GET /v1/models/ner HTTP/1.1\r\nHost: x\r\n"
+    replies = raw_exchange(servers[0], get + b"Content-Length: 2\r\n\r\n{}" + get + b"Connection: close\r\n\r\n")
+    assert [status for status, _, _ in replies] == [200, 200], replies
+    assert replies[1][2]["model_version_status"]
+
+
+def test_rest_paths_are_percent_decoded_as_utf8(servers):
+    server = servers[0]
+    status, body = rest(server, "/v1/models/%6Eer/labels/%63anary")  # "ner", "canary"
+    assert status == 200, body
+    assert body["model_version_status"][0]["version"] == "2"
+    # Names and labels with non-ASCII characters or spaces reach the model store decoded, percent-encoded or raw.
+    status, body = rest(server, "/v1/models/%E5%8C%97%E4%BA%AC%20ner:predict", {"instances": ["a"]})
+    assert status == 404 and "model '北京 ner' is not served here" in body["error"], body
+    (status, _, body), = raw_exchange(server, "GET /v1/models/ner/labels/金丝雀 HTTP/1.1\r\nConnection: close\r\n\r\n"
+                                      .encode("utf-8"))
+    assert status == 404 and "no version label '金丝雀'" in body["error"], body
+    status, body = rest(server, "/v1/models/n%zzr")
+    assert status == 400 and "bad percent-escape '%zz'" in body["error"], body
+
+
+def test_rest_refuses_duplicate_json_keys(servers):
+    body = b'{"instances": ["\xe5\x8c\x97"], "instances": ["\xe4\xba\xac"]}'
+    request = POST_HEAD + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    (status, _, reply), = raw_exchange(servers[0], request)
+    assert status == 400 and "the key 'instances' twice" in reply["error"], reply
+
+
+def test_a_taken_rest_port_is_named_at_start(tmp_path, start_server):
+    from conftest import free_port
+
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        server = start_server("--model_base_path", tmp_path / "ner", "--rest_api_port", port)
+        assert server.proc.wait(60) == 1
+    assert f"cannot listen on 127.0.0.1:{port} for REST (--rest_api_port)" in server.log_text(), server.log_text()

@@ -111,8 +111,12 @@ def server_from_args(args):
         # entrypoint always passes --model_name/--model_base_path too.
         if args.model_base_path:
             log.warning("--model_config_file given: ignoring --model_base_path %s", args.model_base_path)
-        specs = server_config.load_model_specs(args.model_config_file)
+        # The text parsed here is what the config watcher compares later reads with: an edit made while the
+        # models first load is then seen as an edit.
+        config_text = server_config.read_text(args.model_config_file)
+        specs = server_config.load_model_specs(args.model_config_file, config_text)
     else:
+        config_text = None
         specs = [server_config.ModelSpecConfig(name=args.model_name, base_path=args.model_base_path)]
     batch_options = None
     if args.batching_parameters_file and not args.enable_batching:
@@ -134,6 +138,9 @@ def server_from_args(args):
     for flag in ("max_texts_per_request", "max_chars_per_request", "grpc_max_workers", "rest_api_timeout_in_ms"):
         if getattr(args, flag) < 1:
             raise server_config.ConfigError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if not args.shutdown_grace_seconds >= 0:  # also refuses nan
+        raise server_config.ConfigError(
+            f"--shutdown_grace_seconds must be >= 0 (0: stop without waiting), got {args.shutdown_grace_seconds}")
     if args.max_chars_per_text < 0:
         raise server_config.ConfigError(f"--max_chars_per_text must be >= 0 (0: no limit), got {args.max_chars_per_text}")
     limits = Limits(max_texts=args.max_texts_per_request, max_chars=args.max_chars_per_text,
@@ -151,6 +158,7 @@ def server_from_args(args):
         warmup=args.enable_model_warmup,
         bind_address=args.bind_address,
         config_file=args.model_config_file,
+        config_text=config_text,
         config_poll_seconds=args.model_config_file_poll_wait_seconds,
     )
 

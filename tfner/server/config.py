@@ -106,25 +106,37 @@ class ConfigError(ValueError):
     """A config file or flag combination is invalid; the message says where."""
 
 
-def parse_text_proto(path, message_class):
+def read_text(path):
+    """A config file's text. Raises ConfigError, naming the file, if it cannot be read or is not UTF-8."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:  # e.g. saved as GBK by an editor
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+            "save the file as UTF-8"
+        ) from e
+
+
+def parse_text_proto(path, message_class, text=None):
     """Parses a text-format proto file into a new `message_class` instance.
 
     Args:
         path: str. The file to read.
         message_class: type. A protobuf message class.
+        text: str or None. The file's text, if already read (see read_text).
 
     Returns:
         The parsed message.
 
     Raises:
-        ConfigError: the file is missing or does not parse; the message names
-            the file, line and column.
+        ConfigError: the file is missing, not UTF-8 or does not parse; the
+            message names the file, line and column.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
+    if text is None:
+        text = read_text(path)
     try:
         return text_format.Parse(text, message_class())
     except text_format.ParseError as e:
@@ -229,9 +241,9 @@ def model_specs_from_proto(config, source="ModelServerConfig"):
     return specs
 
 
-def load_model_specs(path):
-    """Reads a --model_config_file into a list of ModelSpecConfig."""
-    return model_specs_from_proto(parse_text_proto(path, ModelServerConfig), source=path)
+def load_model_specs(path, text=None):
+    """Reads a --model_config_file (or parses its already read text) into a list of ModelSpecConfig."""
+    return model_specs_from_proto(parse_text_proto(path, ModelServerConfig, text), source=path)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,16 +62,20 @@ class ModelServer:
         warmup: bool. Replay warmup requests on load.
         bind_address: str. Interface to listen on.
         config_file: str or None. The --model_config_file the specs came from.
+        config_text: str or None. The text of config_file the specs were
+            parsed from; a later read that differs is an edit to apply.
         config_poll_seconds: float. Re-read config_file this often and apply
             changes (--model_config_file_poll_wait_seconds); 0: never.
     """
 
     def __init__(self, specs, port=8500, rest_api_port=0, batch_options=None, limits=Limits(),
                  poll_seconds=1.0, metrics_path=None, rest_timeout_s=30.0, grpc_max_workers=32,
-                 warmup=True, bind_address="0.0.0.0", config_file=None, config_poll_seconds=0.0):
+                 warmup=True, bind_address="0.0.0.0", config_file=None, config_text=None,
+                 config_poll_seconds=0.0):
         self.metrics = Metrics()
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._health_names = set()
+        self._gauged_models = set()  # Models given a tfner_serving_loaded_versions gauge.
         self.store = ModelStore(specs, poll_seconds=poll_seconds, warmup=warmup,
                                 on_change=self._update_health)
         self.predictor = Predictor(self.store, limits, self.metrics, batch_options)
@@ -86,31 +90,45 @@ class ModelServer:
         self.grpc_port = None
         self.rest_port = None
         self._config_file = config_file
+        self._config_text = config_text
         self._config_poll_seconds = config_poll_seconds
         self._stopping = threading.Event()
 
     def _watch_config_file(self):
         """Applies edits of --model_config_file, as TF Serving does when polling it."""
-        with open(self._config_file, encoding="utf-8") as f:
-            applied = f.read()
+        applied = self._config_text
+        if applied is None:  # Built without the parsed text: take the file as it is now.
+            try:
+                applied = server_config.read_text(self._config_file)
+            except server_config.ConfigError:
+                pass
         while not self._stopping.wait(self._config_poll_seconds):
             try:
-                with open(self._config_file, encoding="utf-8") as f:
-                    text = f.read()
+                text = server_config.read_text(self._config_file)
                 if text == applied:
                     continue
-                specs = server_config.load_model_specs(self._config_file)
-            except (OSError, server_config.ConfigError) as e:
+                specs = server_config.load_model_specs(self._config_file, text)
+            except server_config.ConfigError as e:
                 log.error("model config file not reloaded, keeping the current one: %s", e)
                 continue
+            except Exception:  # This thread must outlive any one bad poll, or no later edit is ever applied.
+                log.exception("model config file not reloaded, keeping the current one; still watching it")
+                continue
             applied = text
-            self.store.reload(specs)
+            try:
+                self.store.reload(specs)
+            except Exception:
+                log.exception("model config file reload failed; still watching it")
+                continue
             log.info("model config file changed; now serving: %s", ", ".join(s.name for s in specs))
 
     def _update_health(self):
         loaded = self.store.loaded_versions()
         for name, versions in loaded.items():
             self.metrics.set("tfner_serving_loaded_versions", len(versions), model=name)
+        for name in self._gauged_models - set(loaded):
+            self.metrics.set("tfner_serving_loaded_versions", 0, model=name)  # removed by a config reload
+        self._gauged_models |= set(loaded)
         every = bool(loaded) and all(loaded.values())
         statuses = {name: bool(v) for name, v in loaded.items()}
         statuses.update({"": every, PREDICTION_SERVICE: every, MODEL_SERVICE: True})
@@ -146,12 +164,17 @@ class ModelServer:
             [PREDICTION_SERVICE, MODEL_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
         self.grpc_port = server.add_insecure_port(f"{self._bind}:{self._port}")
         if not self.grpc_port:
-            raise OSError(f"cannot listen on {self._bind}:{self._port} for gRPC")
+            raise OSError(f"cannot listen on {self._bind}:{self._port} for gRPC (--port)")
         server.start()
         self.grpc_server = server
         if self._rest_port:
-            self.rest_server = RestServer((self._bind, self._rest_port), self.predictor, self.metrics,
-                                          self._metrics_path, self._rest_timeout_s)
+            try:
+                self.rest_server = RestServer((self._bind, self._rest_port), self.predictor, self.metrics,
+                                              self._metrics_path, self._rest_timeout_s)
+            except OSError as e:
+                server.stop(0)
+                raise OSError(f"cannot listen on {self._bind}:{self._rest_port} for REST (--rest_api_port): "
+                              f"{e.strerror or e}") from e
             self.rest_port = self.rest_server.server_address[1]
             threading.Thread(target=self.rest_server.serve_forever, name="rest", daemon=True).start()
         return self
@@ -159,9 +182,12 @@ class ModelServer:
     def shutdown(self, grace_s=25.0):
         """Refuses new requests, lets in-flight ones finish (up to grace_s), stops."""
         log.info("shutting down: refusing new requests, draining in-flight ones (grace %.0fs)", grace_s)
+        deadline = time.monotonic() + grace_s
         self.health.enter_graceful_shutdown()
         self._stopping.set()  # From here new gRPC calls are answered UNAVAILABLE (grpc_api._Servicer).
-        self.store.stop()
+        # Only ask the poller to stop here: a version it is loading (a long warmup) must not hold up the drain;
+        # its wait is bounded by what is left of the grace, at the end.
+        self.store.stop(timeout=0)
         # grpc's stop() cancels the calls it has accepted but not yet handed to
         # a handler thread: their clients see CANCELLED, which our clients
         # retry but other gRPC clients treat as final. Keep the port open a
@@ -178,4 +204,5 @@ class ModelServer:
         if self.rest_server:
             self.rest_server.server_close()  # Joins in-flight REST handlers.
         self.predictor.stop()
+        self.store.stop(timeout=max(0.0, deadline - time.monotonic()))
         log.info("drained; exiting")

@@ -50,6 +50,9 @@ State = get_model_status_pb2.ModelVersionStatus.State
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving's cap on warmup records.
+MAX_VERSION = 2**63 - 1  # Versions are int64, in TF Serving and in the protos (model_spec.version).
+
+_warned_folders = set()  # Version folders already warned about, so that each poll does not repeat it.
 
 
 def dims_of(tensor_info):
@@ -153,16 +156,27 @@ def release_freed_memory():
     return True
 
 
-def load_servable(name, version, path, warmup=True):
-    """Loads one version directory and replays its warmup requests."""
+class LoadStopped(Exception):
+    """A load given up because the server is shutting down."""
+
+
+def load_servable(name, version, path, warmup=True, stop=None):
+    """Loads one version directory and replays its warmup requests.
+
+    stop: threading.Event or None. Checked between warmup records: once set, the load is given up (LoadStopped),
+    so that a shutdown need not wait for up to MAX_WARMUP_RECORDS model calls.
+    """
     loaded = tf.saved_model.load(path, tags=["serve"])
     servable = Servable(name, version, path, loaded, read_signature_defs(path))
     if not servable.signatures:
         raise ValueError(f"{path} has no callable signatures")
     warmup_path = os.path.join(path, WARMUP_FILE)
     if warmup and os.path.exists(warmup_path):
+        log.info("warming up %s version %d from %s", name, version, warmup_path)  # may take long: say so
         count = 0
         for record in tf.data.TFRecordDataset(warmup_path).take(MAX_WARMUP_RECORDS):
+            if stop is not None and stop.is_set():
+                raise LoadStopped(f"loading {path} stopped after {count} warmup request(s): shutting down")
             entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
             if entry.WhichOneof("log_type") != "predict_log":
                 raise ValueError(
@@ -189,6 +203,12 @@ def list_versions(base_path):
         if not (entry.isascii() and entry.isdigit()):
             continue
         path = os.path.join(base_path, entry)
+        if int(entry) > MAX_VERSION:
+            if path not in _warned_folders:
+                _warned_folders.add(path)
+                log.warning("skipping %s: version %s is larger than the largest int64 version (%d); rename the "
+                            "folder to a smaller integer", path, entry, MAX_VERSION)
+            continue
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             found[int(entry)] = path
     return found
@@ -223,6 +243,7 @@ class _Model:
         self.previous = None
         # Labels of a reload, installed once the versions they name are loaded (see ModelStore.reload).
         self.pending_labels = None
+        self.waiting_labels = {}  # label -> version it waits for; logged when this changes
 
     def serving(self):
         """{version: Servable} that requests are routed to."""
@@ -269,10 +290,11 @@ class ModelStore:
             except Exception:  # Keep serving what is loaded; say why.
                 log.exception("filesystem poll failed")
 
-    def stop(self):
+    def stop(self, timeout=60):
+        """Stops polling; a load in progress ends at its next warmup record. Waits up to timeout seconds."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=60)
+            self._thread.join(timeout=timeout)
 
     # ---- polling ---------------------------------------------------------
 
@@ -313,12 +335,13 @@ class ModelStore:
         for version in wanted:
             if version in model.available:
                 continue
+            if self._stop.is_set():  # Shutting down: start no other load.
+                break
             changed = True
             self._load(model, version, candidates[version])
         with self._lock:
             if model.pending_labels is not None:  # the reload's labels, now that their versions had their load
-                model.spec = dataclasses.replace(model.spec, labels=model.pending_labels)
-                model.pending_labels = None
+                self._install_labels(model)
             if model.previous is not None and model.available:  # the new base_path serves: drop the old one's
                 for version in sorted(model.previous.available):
                     self._retire(model.previous, version)
@@ -338,7 +361,12 @@ class ModelStore:
             model.status[version] = (State.LOADING, grpc.StatusCode.OK, "")
         started = time.monotonic()
         try:
-            servable = load_servable(name, version, path, warmup=self._warmup)
+            servable = load_servable(name, version, path, warmup=self._warmup, stop=self._stop)
+        except LoadStopped as e:
+            log.info("model %s version %d: %s", name, version, e)
+            with self._lock:
+                model.status[version] = (State.END, grpc.StatusCode.CANCELLED, str(e))
+            return
         except Exception as e:  # A bad export must not take the server down.
             log.error("model %s version %d at %s failed to load: %s", name, version, path, e)
             with self._lock:
@@ -354,6 +382,28 @@ class ModelStore:
             model.available[version] = servable
             model.status[version] = (State.AVAILABLE, grpc.StatusCode.OK, "")
         log.info("model %s: loaded version %d from %s in %.1fs", name, version, path, time.monotonic() - started)
+
+    def _install_labels(self, model):
+        # Caller holds self._lock. A label moves only once the version it names is loaded: one whose version failed
+        # to load (or is not on disk yet) keeps its old target, and moves when a later poll loads the version.
+        serving = model.serving()
+        labels = dict(model.spec.labels)  # staged by reload: old targets for the labels that move
+        waiting = {}
+        for label, version in model.pending_labels.items():
+            if version in serving:
+                labels[label] = version
+            elif labels[label] != version:
+                waiting[label] = version
+        model.spec = dataclasses.replace(model.spec, labels=labels)
+        if waiting != model.waiting_labels:
+            for label, version in sorted(waiting.items()):
+                state = model.status.get(version)
+                why = (f"its state is {State.Name(state[0])}{': ' + state[2] if state[2] else ''}" if state
+                       else f"it is not in {model.spec.base_path}")
+                log.warning("model %s: label %r stays on version %d until version %d is loaded; %s",
+                            model.spec.name, label, labels[label], version, why)
+        model.waiting_labels = waiting
+        model.pending_labels = model.pending_labels if waiting else None
 
     def _retire(self, model, version):
         # Caller holds self._lock.
@@ -501,18 +551,23 @@ class ModelStore:
                         grpc.StatusCode.NOT_FOUND, f"model {name!r} has no version label {label!r}"
                     )
                 version = model.spec.labels[label]
+            status = dict(model.status)
+            if model.serving() is not model.available:
+                # Moved to a new base path that has no version loaded yet: the old path's versions still answer
+                # requests, so report them (over any of the new path's of the same number, which do not).
+                status.update({v: model.previous.status[v] for v in model.previous.available})
             if version is not None:
-                if version not in model.status:
+                if version not in status:
                     raise ServingError(
                         grpc.StatusCode.NOT_FOUND,
                         f"model {name!r} has no version {version}; known versions: "
-                        f"{sorted(model.status) or 'none'}",
+                        f"{sorted(status) or 'none'}",
                     )
-                return [(version, *model.status[version])]
-            if not model.status:
+                return [(version, *status[version])]
+            if not status:
                 raise ServingError(
                     grpc.StatusCode.NOT_FOUND,
                     f"model {name!r} has no versions yet; tfner.serve is watching "
                     f"{model.spec.base_path} for integer version folders",
                 )
-            return [(v, *model.status[v]) for v in sorted(model.status, reverse=True)]
+            return [(v, *status[v]) for v in sorted(status, reverse=True)]

@@ -32,6 +32,7 @@ import re
 import socket
 import threading
 import time
+import urllib.parse
 
 import grpc
 import numpy as np
@@ -45,11 +46,45 @@ log = logging.getLogger("tfner.serve")
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
+# A GET's body is read and dropped up to this size, so that it is not taken for the next request on the
+# connection; a larger one closes the connection instead.
+MAX_GET_BODY_BYTES = 64 * 1024
+
 _ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
     r"(?P<tail>:predict|/metadata)?$"
 )
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def decode_path(raw):
+    """The request target's path, percent-decoded as UTF-8 (as TF Serving url-decodes it), query dropped.
+
+    http.server hands the request line over decoded as latin-1; encoding it back gives the bytes the client sent,
+    so a name sent as raw UTF-8 decodes as well as one sent percent-encoded.
+    """
+    path = raw.split("?", 1)[0]
+    bad = _BAD_ESCAPE.search(path)
+    if bad:
+        raise invalid(f"the path {raw!r} has a bad percent-escape {path[bad.start():bad.start() + 3]!r} at character "
+                      f"{bad.start()}; '%' must start two hex digits (send a literal '%' as %25)")
+    try:
+        return urllib.parse.unquote_to_bytes(path.encode("latin-1")).decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError) as e:
+        raise invalid(f"the path {raw!r} is not UTF-8 once percent-decoded ({e.reason}); percent-encode model "
+                      "names and labels as UTF-8") from None
+
+
+def _no_duplicate_keys(pairs):
+    # json's default keeps the last of a repeated key and TF Serving's RapidJSON the first: refuse the ambiguity.
+    body = {}
+    for key, value in pairs:
+        if key in body:
+            raise invalid(f"the request body has the key {key!r} twice in one object; send each key once")
+        body[key] = value
+    return body
 
 
 def _string_leaf(key, value):
@@ -241,12 +276,36 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _route(self):
-        match = _ROUTE.match(self.path.split("?", 1)[0])
+    def _route(self, path):
+        match = _ROUTE.match(path)
         if not match:
             return None
         version = int(match["version"]) if match["version"] else None
         return match["name"], version, match["label"], match["tail"] or ""
+
+    def _declared_length(self):
+        """The body length the headers declare -> (bytes or None, error message or None)."""
+        if "Transfer-Encoding" in self.headers:
+            return None, ("the request body is sent chunked (Transfer-Encoding: chunked), which tfner.serve does "
+                          "not read; send the JSON body with a Content-Length header")
+        header = self.headers.get("Content-Length")
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        if header is None or not re.fullmatch(r"[0-9]+", header.strip()):
+            return None, "send the JSON body with a Content-Length header (chunked bodies are not read)"
+        return int(header), None
+
+    def _read_body(self, length):
+        """Reads the declared body; raises INVALID_ARGUMENT if the client sent less."""
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:  # the client stopped sending mid-body (the handler's timeout)
+            raw = None
+        if raw is None or len(raw) < length:
+            got = f"{len(raw)} bytes, then end of stream" if raw is not None else f"no more bytes for {self.timeout} s"
+            raise invalid(f"the request body was shorter than its Content-Length of {length} bytes (got {got}); "
+                          "send exactly Content-Length bytes of JSON")
+        self._unread_body = False
+        return raw
 
     def _answer(self, method, model, work):
         code = grpc.StatusCode.OK
@@ -267,10 +326,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # ---- verbs -------------------------------------------------------------
 
     def do_GET(self):  # noqa: N802 (stdlib naming)
-        if self.server.metrics_path and self.path.split("?", 1)[0] == self.server.metrics_path:
+        # A body sent with a GET would otherwise be read as the next request on this connection: drop a small
+        # one, and end the connection after the reply if it is large, chunked or of unknown length.
+        length, _ = self._declared_length()
+        self._unread_body = length != 0 and ("Content-Length" in self.headers or "Transfer-Encoding" in self.headers)
+        if self._unread_body and length is not None and length <= MAX_GET_BODY_BYTES:
+            try:
+                self._unread_body = len(self.rfile.read(length)) < length
+            except TimeoutError:
+                pass  # still unread: closed after the reply
+        try:
+            path = decode_path(self.path)
+        except ServingError as e:
+            self._send(e.http_status, {"error": e.message})
+            return
+        if self.server.metrics_path and path == self.server.metrics_path:
             self._send(200, self.server.metrics.render().encode("utf-8"), "text/plain; version=0.0.4")
             return
-        route = self._route()
+        route = self._route(path)
         if route is None or route[3] == ":predict":
             self._send(404, {"error": f"no such resource {self.path!r}; see /v1/models/NAME[/metadata]"})
             return
@@ -292,10 +365,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._answer("GetModelStatus", name, work)
 
     def do_POST(self):  # noqa: N802
-        length_header = self.headers.get("Content-Length")
-        length = int(length_header) if (length_header or "0").isdigit() else None
-        self._unread_body = length != 0 or "Transfer-Encoding" in self.headers
-        route = self._route()
+        length, length_error = self._declared_length()
+        # Without a usable Content-Length the body's end is unknown: the connection is closed after the reply.
+        self._unread_body = length != 0
+        try:
+            path = decode_path(self.path)
+        except ServingError as e:
+            self._send(e.http_status, {"error": e.message})
+            return
+        route = self._route(path)
         if route is None or route[3] != ":predict":
             self._send(404, {"error": f"no such resource {self.path!r}; POST /v1/models/NAME:predict"})
             return
@@ -303,14 +381,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         deadline = time.monotonic() + self.server.timeout_s
 
         def work():
-            if length is None or "Transfer-Encoding" in self.headers:
-                raise invalid("send the JSON body with a Content-Length header (chunked bodies are not read)")
+            if length_error:
+                raise invalid(length_error)
             if length > MAX_BODY_BYTES:
                 raise invalid(f"the request body has {length} bytes; the limit is {MAX_BODY_BYTES}")
-            raw = self.rfile.read(length)
-            self._unread_body = False
+            raw = self._read_body(length)
             try:
-                body = json.loads(raw.decode("utf-8"))
+                body = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
             except (UnicodeDecodeError, ValueError) as e:  # ValueError: bad JSON, or a number of 4,300+ digits
                 raise invalid(f"the request body is not UTF-8 JSON: {e}") from None
             except RecursionError:
