@@ -28,6 +28,7 @@ from tfner_client import (  # noqa: F401 -- re-exported: tfner.client's public A
     DeadlineExceededError,
     Entity,
     InvalidArgumentError,
+    MalformedResponseError,
     NerClient,
     NerError,
     NotFoundError,

@@ -163,7 +163,7 @@ func (c *NerClient) predictChunk(ctx context.Context, texts []string, out []Resu
 	if err != nil {
 		return err
 	}
-	if err := decodeResponse(response, texts, out); err != nil {
+	if err := decodeResponse(response, c.model, texts, out); err != nil {
 		return fmt.Errorf("tfner: malformed response from model %q: %v", c.model, err)
 	}
 	return nil

@@ -42,14 +42,15 @@ func newPredictRequest(model string, spec *config, texts []string) *serving.Pred
 	}
 }
 
-// decodeResponse fills out[i] with the entities of texts[i]. Outputs are
-// batch-major and padded to the widest row: row i holds num_entities[i]
-// entities, then padding.
-func decodeResponse(resp *serving.PredictResponse, texts []string, out []Result) error {
+// decodeResponse fills out[i] with the entities of texts[i], from the
+// answer of the model named model. Outputs are batch-major and padded to the
+// widest row: row i holds num_entities[i] entities, then padding.
+func decodeResponse(resp *serving.PredictResponse, model string, texts []string, out []Result) error {
 	outputs := resp.GetOutputs()
 	for _, name := range entityOutputs {
 		if outputs[name] == nil {
-			return fmt.Errorf("the response lacks output %q; is %q a tfner model?", name, resp.GetModelSpec().GetName())
+			// The model asked for: a response that is not a tfner model's may name none.
+			return fmt.Errorf("the response lacks output %q; is %q a tfner model?", name, model)
 		}
 	}
 	n := len(texts)

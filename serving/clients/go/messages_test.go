@@ -93,7 +93,7 @@ func TestDecodeResponseReadsBothNumberEncodings(t *testing.T) {
 	}
 	for _, packed := range []bool{true, false} {
 		got := make([]Result, len(texts))
-		if err := decodeResponse(response(packed), texts, got); err != nil {
+		if err := decodeResponse(response(packed), "ner", texts, got); err != nil {
 			t.Fatalf("packed=%v: %v", packed, err)
 		}
 		if !reflect.DeepEqual(got, want) {
@@ -119,7 +119,7 @@ func TestDecodeResponseRefusesMalformedOutputs(t *testing.T) {
 	} {
 		r := response(true)
 		breakIt(r)
-		if err := decodeResponse(r, []string{"😀北京 e\u0301张三", ""}, make([]Result, 2)); err == nil {
+		if err := decodeResponse(r, "ner", []string{"😀北京 e\u0301张三", ""}, make([]Result, 2)); err == nil {
 			t.Errorf("%s: decoded without an error", name)
 		}
 	}

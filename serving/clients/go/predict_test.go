@@ -1,8 +1,10 @@
 package tfner_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -90,6 +92,18 @@ func TestPredictRefusesInvalidUTF8(t *testing.T) {
 	}
 	if calls.Load() != 0 {
 		t.Errorf("%d calls were made; invalid text must be refused before calling", calls.Load())
+	}
+}
+
+// A server that answers, but not as a tfner model does (here a stub's empty
+// PredictResponse, which names no model), gets an error naming the model
+// the client asked for.
+func TestPredictNamesTheModelOfAMalformedResponse(t *testing.T) {
+	stub := &stubPredictions{answer: func(ctx context.Context, call int, texts []string) error { return nil }}
+	client := newClientAt(t, startStub(t, stub), "ner", tfner.WithRetries(0))
+	_, err := client.Predict(testContext(t, time.Minute), []string{"北京"})
+	if err == nil || !strings.Contains(err.Error(), `is "ner" a tfner model?`) {
+		t.Errorf("Predict error = %v, want one asking whether \"ner\" is a tfner model", err)
 	}
 }
 

@@ -10,6 +10,7 @@
  * {"text": ..., "entities": [{"label", "start", "end", "text", "score", "utf16_start", "utf16_end"}]}
  */
 
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 
@@ -25,14 +26,14 @@ const USAGE = `usage: ${PROG} --server HOST:PORT [options] [TEXT ...]
 
 Prints the entities of each text as one JSON line (texts from the arguments,
 or one per line on stdin). Exits 1 with "CODE: message" if the server refuses,
-2 on a bad command line or a stdin line that is not UTF-8.
+2 on a bad command line or a text (argument or stdin line) that is not UTF-8.
 
 options:
   --server HOST:PORT       gRPC address of TF Serving or tfner.serve (required)
   --model NAME             model name (default ner)
   --version N              pin a model version
   --label LABEL            pin a version label (stable, canary); not with --version
-  --timeout SECONDS        deadline of each call (default 10)
+  --timeout SECONDS        deadline of each call, > 0 and < 1e9 (default 10)
   --retries N              retries after UNAVAILABLE or a server's CANCELLED (default 3)
   --chunk-size N           most texts per call (default 16)
   --tls                    use TLS with the system's trust roots
@@ -48,12 +49,22 @@ class UsageError extends Error {}
 /** Standard input that is not texts: exit 2 too, as in the Python client, with one line saying which. */
 class InputError extends Error {}
 
+/** The status a shell reports for a command killed by SIGPIPE (128 + 13), as the Go command is when the reader of
+ * its output goes away (`tfner-client ... | head -1`). Node ignores SIGPIPE: its writes fail with EPIPE instead. */
+const EXIT_BROKEN_PIPE = 141;
+
+/** Seconds of --timeout, at most: far beyond it grpc-js throws "Deadline is too far in the future" (from ~3.6e11 s),
+ * and gRPC's C core, under the Python client, wraps around (from ~7e9 s). The Java, Go and Python commands take
+ * the same bound, ~31 years. */
+const MAX_TIMEOUT_S = 1e9;
+
 async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
+      tokens: true,
       options: {
         server: { type: "string" },
         model: { type: "string", default: "ner" },
@@ -92,7 +103,7 @@ async function main(argv: string[]): Promise<number> {
     options = {
       target: flags.server,
       model: flags.model,
-      timeoutMs: number("--timeout", flags.timeout, 0) * 1000,
+      timeoutMs: seconds("--timeout", flags.timeout) * 1000,
       retries: integer("--retries", flags.retries, 0),
       chunkSize: integer("--chunk-size", flags["chunk-size"], 1),
       tls: flags.tls,
@@ -104,6 +115,12 @@ async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof UsageError) return usageError(error.message);
     throw error;
+  }
+  const notUtf8 = argumentsNotUtf8(argv);
+  const bad = parsed.tokens.filter((token) => token.kind === "positional").findIndex((token) => notUtf8.has(token.index));
+  if (bad >= 0) {
+    console.error(`${PROG}: text argument ${bad + 1} is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8`);
+    return 2;
   }
 
   const client = new NerClient(options);
@@ -157,11 +174,43 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** Lines without their "\n" and the "\r"s before it, as the other clients read them; a final newline does not
- * start an empty text. */
+ * start an empty text (checked before the "\r"s go: a last line of only "\r" is an empty text). */
 function splitLines(content: string): string[] {
-  const lines = content.split("\n").map((line) => line.replace(/\r+$/, ""));
+  const lines = content.split("\n");
   if (lines.at(-1) === "") lines.pop();
-  return lines;
+  return lines.map((line) => line.replace(/\r+$/, ""));
+}
+
+/** The indices of the arguments (argv) whose bytes are not UTF-8. Node decodes its arguments with U+FFFD in place
+ * of such bytes, silently; on Linux the bytes themselves are in /proc/self/cmdline, whose last argv.length entries
+ * are the arguments (node, its options and the script come first). Elsewhere, or when those entries are not the
+ * arguments, none is found. */
+function argumentsNotUtf8(argv: string[]): Set<number> {
+  const notUtf8 = new Set<number>();
+  let cmdline: Buffer;
+  try {
+    cmdline = readFileSync("/proc/self/cmdline");
+  } catch {
+    return notUtf8;
+  }
+  const entries: Buffer[] = []; // Each NUL-terminated.
+  for (let start = 0; start < cmdline.length; ) {
+    const end = cmdline.indexOf(0, start);
+    entries.push(cmdline.subarray(start, end < 0 ? cmdline.length : end));
+    start = end < 0 ? cmdline.length : end + 1;
+  }
+  const raw = entries.slice(entries.length - argv.length);
+  // The entries are the arguments if they decode, as Node did, to the same strings.
+  if (raw.length !== argv.length || raw.some((bytes, i) => bytes.toString("utf8") !== argv[i])) return notUtf8;
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  raw.forEach((bytes, i) => {
+    try {
+      decoder.decode(bytes);
+    } catch {
+      notUtf8.add(i);
+    }
+  });
+  return notUtf8;
 }
 
 /** Standard input as UTF-8 (a leading byte-order mark dropped); a line that is not UTF-8 is an InputError naming
@@ -188,10 +237,10 @@ async function readStdin(): Promise<string> {
   }
 }
 
-function number(flag: string, text: string, above: number): number {
+function seconds(flag: string, text: string): number {
   const value = Number(text);
-  if (text.trim() === "" || !Number.isFinite(value) || value <= above) {
-    throw new UsageError(`${flag} must be a number > ${above}, got ${text}`);
+  if (text.trim() === "" || !(value > 0 && value < MAX_TIMEOUT_S)) {
+    throw new UsageError(`${flag} must be a number > 0 and < 1e9, got ${text}`);
   }
   return value;
 }
@@ -209,4 +258,8 @@ function usageError(message: string): number {
   return 2;
 }
 
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(EXIT_BROKEN_PIPE); // Quietly: the reader wants no more.
+  throw error;
+});
 process.exitCode = await main(process.argv.slice(2));

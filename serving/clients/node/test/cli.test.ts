@@ -1,7 +1,7 @@
 // The command-line example, run as a user would: JSON lines, stdin, exit codes, and the bench mode.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,16 +20,29 @@ interface Run {
 }
 
 function run(args: string[], stdin: string | Buffer = ""): Promise<Run> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+  child.stdin.end(stdin);
+  return finished(child);
+}
+
+/** The child's exit code and output, once it has closed. */
+function finished(child: ChildProcess): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(stdin);
   });
+}
+
+/** The command with its text arguments given as these bytes, through sh's printf: spawn would encode a string
+ * argument as UTF-8, and could not pass bytes that are not. */
+function runWithByteArguments(flags: string[], ...texts: Buffer[]): Promise<Run> {
+  const octal = (bytes: Buffer) => [...bytes].map((b) => "\\" + b.toString(8).padStart(3, "0")).join("");
+  const script = `exec "$@"${texts.map((text) => ` "$(printf '${octal(text)}')"`).join("")}`;
+  return finished(spawn("/bin/sh", ["-c", script, "sh", process.execPath, CLI, ...flags], { stdio: ["ignore", "pipe", "pipe"] }));
 }
 
 interface Line {
@@ -90,6 +103,59 @@ test("stdin that is not UTF-8 exits 2 naming the line, before any call", async (
     "tfner-client: standard input line 2 is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8\n",
   );
   assert.equal(result.stdout, "");
+});
+
+test("stdin's last line holding only \\r is an empty text; stdin holding only a byte-order mark holds none", async () => {
+  // As the Python, Go and Java clients read them: "\r"s are dropped before a line's end, not before the check
+  // for the empty string that follows a final "\n".
+  let result = await run(["--server", SERVER], "北京\n\r");
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(result.stdout.trimEnd().split("\n").map((l) => (JSON.parse(l) as Line).text), ["北京", ""]);
+  result = await run(["--server", SERVER], Buffer.from([0xef, 0xbb, 0xbf]));
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, "");
+});
+
+test(
+  "a text argument that is not UTF-8 exits 2 naming it, before any call",
+  { skip: process.platform !== "linux" && "the raw arguments are read from /proc/self/cmdline" },
+  async () => {
+    const gbk = Buffer.from([0xb1, 0xb1, 0xbe, 0xa9]); // 北京 in GBK, which Node would turn into U+FFFDs and send
+    const result = await runWithByteArguments(["--server", "127.0.0.1:1"], Buffer.from("北京"), gbk);
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(
+      result.stderr,
+      "tfner-client: text argument 2 is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8\n",
+    );
+    assert.equal(result.stdout, "");
+    // Valid UTF-8, an empty argument among them, goes through unchanged.
+    const valid = await runWithByteArguments(["--server", SERVER], Buffer.from("北京欢迎你"), Buffer.alloc(0));
+    assert.equal(valid.code, 0, valid.stderr);
+    assert.deepEqual(valid.stdout.trimEnd().split("\n").map((l) => (JSON.parse(l) as Line).text), ["北京欢迎你", ""]);
+  },
+);
+
+test("output closed early (| head -1) exits quietly with 141, as the Go command killed by SIGPIPE", async () => {
+  const result = await new Promise<Run>((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, "--server", SERVER, "北京欢迎你", "他从上海来"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout.destroy(); // Before the command writes: its first write finds no reader.
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout: "", stderr }));
+  });
+  assert.equal(result.stderr, "");
+  assert.equal(result.code, 141);
+});
+
+test("a --timeout that no deadline can hold exits 2 with the usage", async () => {
+  for (const timeout of ["1e12", "Infinity", "NaN", "0"]) {
+    const result = await run(["--server", "127.0.0.1:1", "--timeout", timeout, "北京"]);
+    assert.equal(result.code, 2, `--timeout ${timeout}: ${result.stderr}`);
+    assert.match(result.stderr, /--timeout must be a number > 0 and < 1e9/);
+  }
 });
 
 test("a refusal exits 1 with CODE: message on stderr", async () => {

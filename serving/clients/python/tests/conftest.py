@@ -21,10 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent import futures
 
+import grpc
 import pytest
 
 from tfner_client import NerClient
+from tfner_client._proto.tensorflow_serving.apis import predict_pb2
 
 _READY = re.compile(r"tfner\.serve ready: grpc_port=(\d+)")
 
@@ -138,3 +141,19 @@ def backoff_sleeps(monkeypatch):
 
     monkeypatch.setattr(time, "sleep", sleep)
     return sleeps
+
+
+@pytest.fixture
+def empty_answer_server():
+    """host:port of a stub PredictionService that answers every Predict with an empty PredictResponse: a server,
+    but not a tfner model's."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "tensorflow.serving.PredictionService", {"Predict": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: predict_pb2.PredictResponse(),
+            request_deserializer=predict_pb2.PredictRequest.FromString,
+            response_serializer=predict_pb2.PredictResponse.SerializeToString)})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(None)

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tfner_client import cli
 
 TEXTS = ["他从上海来，去北京。", "", "Hello 世界 😀 北京上海"]
@@ -56,6 +58,15 @@ def test_stdin_that_is_not_utf8_is_refused_naming_the_line():
     assert "tfner-client: standard input line 2 is not valid UTF-8" in done.stderr, done.stderr
 
 
+def test_text_argument_that_is_not_utf8_is_refused_naming_it():
+    # Python decodes argv with errors='surrogateescape'; the message must name the argument, not a surrogate.
+    done = run("--server", "127.0.0.1:1", "北京", "上海".encode("gbk"))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == ("tfner-client: text argument 2 is not valid UTF-8; convert it, e.g. with "
+                           "iconv -f GBK -t UTF-8\n"), done.stderr
+
+
 def test_refusal_exits_1_with_code_and_message(server):
     done = run("--server", server, "--model", "nope", "北京")
     assert done.returncode == 1
@@ -86,3 +97,42 @@ def test_bench_counts_errors(server, tmp_path):
     summary = json.loads(done.stdout)
     assert summary["errors"] == 5 and summary["p50_ms"] is None
     assert "NOT_FOUND" in done.stderr
+
+
+def test_bench_file_that_cannot_be_read_exits_1_saying_why(tmp_path):
+    missing = tmp_path / "missing.txt"
+    done = run("--server", "127.0.0.1:1", "--bench", str(missing))
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == f"tfner-client: cannot read {missing}: No such file or directory\n", done.stderr
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "-1", "0", "1e10"])
+def test_timeout_that_is_not_a_finite_positive_number_of_seconds_exits_2(timeout):
+    # 1e10 s overflows gRPC's deadline, and inf / nan are no deadline at all: each call would fail at once.
+    done = run("--server", "127.0.0.1:1", "--timeout", timeout, "北京")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "--timeout" in done.stderr and "seconds > 0 and < 1e9" in done.stderr, done.stderr
+
+
+def test_response_that_is_not_a_tfner_models_exits_1(empty_answer_server, capsys):
+    # A server that answers, but not as a tfner model would, is a server-side failure like a refusal: exit 1,
+    # as in the Go, Java and Node.js commands; 2 is for a bad command line or bad input.
+    assert cli.main(["--server", empty_answer_server, "北京"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("tfner-client: malformed response from model 'ner': ") and "tfner model" in err, err
+
+
+def test_output_closed_early_exits_quietly_as_on_sigpipe(server):
+    # `tfner-client ... | head -1`: the reader goes away. No traceback; 141 is what a shell reports for the Go
+    # command, which SIGPIPE kills.
+    script = os.path.join(os.path.dirname(sys.executable), "tfner-client")
+    command = [script] if os.path.exists(script) else [sys.executable, "-m", "tfner_client"]
+    child = subprocess.Popen([*command, "--server", server, "北京欢迎你", "他从上海来"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # Before the child writes: its first write finds no reader.
+    stderr = child.stderr.read()
+    assert child.wait(timeout=120) == 141
+    assert stderr == b""

@@ -75,6 +75,20 @@ def test_tls_against_plaintext_server_is_unavailable(server):
             client.predict(["北京"])
 
 
+def test_response_that_is_not_a_tfner_models_is_malformed_response_error(empty_answer_server):
+    with NerClient(empty_answer_server, retries=0) as client:
+        with pytest.raises(tfner_client.MalformedResponseError, match="malformed response from model 'ner'"):
+            client.predict(["北京"])
+    assert issubclass(tfner_client.MalformedResponseError, ValueError)  # What entities_from_response raised before.
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), 1e10, 0, -1])
+def test_timeout_must_be_finite_positive_seconds(timeout):
+    # inf, nan and 1e10 s reach gRPC as a deadline in the past: every call would fail DEADLINE_EXCEEDED at once.
+    with pytest.raises(ValueError, match=r"timeout is .*; give seconds > 0 and < 1e9"):
+        NerClient("127.0.0.1:1", timeout=timeout)
+
+
 def test_typed_errors_share_one_base():
     for cls in (tfner_client.NotFoundError, tfner_client.InvalidArgumentError, tfner_client.ResourceExhaustedError,
                 tfner_client.UnavailableError, tfner_client.DeadlineExceededError):

@@ -21,6 +21,7 @@ from tfner_client.entities import Entity
 from tfner_client.entities import entities_from_response
 from tfner_client.errors import DeadlineExceededError
 from tfner_client.errors import InvalidArgumentError
+from tfner_client.errors import MalformedResponseError
 from tfner_client.errors import NerError
 from tfner_client.errors import NotFoundError
 from tfner_client.errors import ResourceExhaustedError
@@ -36,6 +37,7 @@ __all__ = [
     "Entity",
     "InvalidArgumentError",
     "LOAD_BALANCING_POLICIES",
+    "MalformedResponseError",
     "NerClient",
     "NerError",
     "NotFoundError",

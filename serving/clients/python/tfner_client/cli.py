@@ -8,14 +8,21 @@
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 import grpc
 
 from tfner_client.bench import run_bench
 from tfner_client.client import LOAD_BALANCING_POLICIES
+from tfner_client.client import MAX_TIMEOUT_S
 from tfner_client.client import NerClient
+from tfner_client.errors import MalformedResponseError
 from tfner_client.errors import NerError
+
+# The status a shell reports for a command killed by SIGPIPE (128 + 13), as the Go command is when its reader
+# goes away (`tfner-client ... | head -1`).
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser(prog):
@@ -30,7 +37,7 @@ def build_parser(prog):
     pin = p.add_mutually_exclusive_group()
     pin.add_argument("--version", type=int)
     pin.add_argument("--label")
-    p.add_argument("--timeout", type=float, default=10.0, help="Seconds per call. Default 10.")
+    p.add_argument("--timeout", type=_seconds, default=10.0, help="Seconds per call, > 0 and < 1e9. Default 10.")
     p.add_argument("--retries", type=int, default=3, help="Retries after UNAVAILABLE. Default 3.")
     p.add_argument("--chunk_size", type=int, default=16, help="Most texts per call. Default 16.")
     p.add_argument("--tls", action="store_true", help="Use TLS, trusting the system's root certificates.")
@@ -44,12 +51,30 @@ def build_parser(prog):
     return p
 
 
+def _seconds(value):
+    """--timeout's type: a finite number of seconds that gRPC can add to the clock (inf, nan and 1e10 fail every
+    call with DEADLINE_EXCEEDED)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = None
+    if seconds is None or not 0 < seconds < MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"give seconds > 0 and < 1e9, e.g. 2.5; got {value!r}")
+    return seconds
+
+
 def main(argv=None, prog="tfner-client"):
-    """Runs the command line; returns the exit status (1: the server refused, 2: bad input)."""
+    """Runs the command line; returns the exit status (1: the server refused or answered nonsense, 2: bad input,
+    141: standard output closed early)."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.bench and args.texts:
         parser.error("give texts or --bench FILE, not both")
+    try:
+        args.texts = _utf8_arguments(args.texts)
+    except ValueError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
     credentials = None
     if args.ca_file:
         try:
@@ -69,12 +94,44 @@ def main(argv=None, prog="tfner-client"):
     except NerError as e:
         print(f"{prog}: {e.code().name}: {e.message}", file=sys.stderr)
         return 1
+    except MalformedResponseError as e:  # A ValueError, but the server's fault, not the input's.
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 1
     except (TypeError, ValueError) as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
-    for text, entities in zip(texts, results):
-        line = {"text": text, "entities": [dataclasses.asdict(e) for e in entities]}
-        print(json.dumps(line, ensure_ascii=False))
+    return _print_lines(
+        json.dumps({"text": text, "entities": [dataclasses.asdict(e) for e in entities]}, ensure_ascii=False)
+        for text, entities in zip(texts, results)
+    )
+
+
+def _utf8_arguments(texts):
+    """The text arguments, decoded as the UTF-8 they must be. Python decodes argv with the locale's encoding and
+    errors='surrogateescape' (bytes that are not UTF-8 become lone surrogates, which predict would refuse as
+    such); os.fsencode gives back the bytes the process was given. A ValueError names the first argument that is
+    not UTF-8, as the Go command does."""
+    decoded = []
+    for number, text in enumerate(texts, 1):
+        try:
+            decoded.append(os.fsencode(text).decode("utf-8"))
+        except UnicodeError:  # Decoding, or encoding a lone surrogate that main(argv) was given as it is.
+            raise ValueError(f"text argument {number} is not valid UTF-8; convert it, e.g. with "
+                             "iconv -f GBK -t UTF-8") from None
+    return decoded
+
+
+def _print_lines(lines):
+    """Prints each line on stdout; 0, or EXIT_BROKEN_PIPE, quietly, when the reader went away (`| head -1`)."""
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()  # Here, not at exit, where a broken pipe would be reported as an ignored exception.
+    except BrokenPipeError:
+        # Python flushes stdout again at exit and would fail the same way: point it at devnull first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return 0
 
 
@@ -98,11 +155,14 @@ def _stdin_lines():
 
 
 def _bench(client, args, prog):
-    with open(args.bench, encoding="utf-8") as f:
-        texts = f.read().splitlines()
+    try:
+        with open(args.bench, encoding="utf-8") as f:
+            texts = f.read().splitlines()
+    except OSError as e:  # Exit 1, as the Go and Node.js commands do for a file they cannot read.
+        print(f"{prog}: cannot read {args.bench}: {e.strerror or e}", file=sys.stderr)
+        return 1
     summary = run_bench(client, texts, args.concurrency, args.requests)
     first_error = summary.pop("first_error")
     if first_error:
         print(f"{prog}: {summary['errors']} of {args.requests} calls failed; the first: {first_error}", file=sys.stderr)
-    print(json.dumps(summary))
-    return 0
+    return _print_lines([json.dumps(summary)])

@@ -12,6 +12,7 @@ from tfner_client._proto.tensorflow_serving.apis import predict_pb2
 from tfner_client._proto.tensorflow_serving.apis import prediction_service_pb2_grpc
 from tfner_client.entities import ENTITY_OUTPUTS
 from tfner_client.entities import entities_from_response
+from tfner_client.errors import MalformedResponseError
 from tfner_client.status import status_request
 from tfner_client.status import versions_from_response
 from tfner_client.tensors import string_tensor
@@ -26,6 +27,10 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 # it is retried like UNAVAILABLE.
 
 LOAD_BALANCING_POLICIES = ("pick_first", "round_robin")
+
+# gRPC adds the timeout to the clock in int64 nanoseconds: past the year 2262 (today + ~7.4e9 s) it wraps into
+# the past and every call fails DEADLINE_EXCEEDED at once, as it does for inf and nan. The Java client's bound.
+MAX_TIMEOUT_S = 1e9
 
 # A response holds at most chunk_size rows of entities; 64 MiB is far above
 # any of them and keeps gRPC's 4 MiB default from refusing a very long text.
@@ -44,7 +49,8 @@ class NerClient:
         model: str. `model_spec.name`.
         version: int or None. Pin one version.
         label: str or None. Pin a version label ("stable", "canary").
-        timeout: float. Deadline of each call, in seconds.
+        timeout: float. Deadline of each call, in seconds: > 0 and < 1e9 (no
+            infinite deadline).
         retries: int. Retries after UNAVAILABLE (server starting, restarting
             or between pods), with exponential backoff and full jitter.
         chunk_size: int. Most texts per call; keep it <= the server's
@@ -67,8 +73,10 @@ class NerClient:
                  load_balancing=None, max_concurrent_chunks=8):
         if version is not None and label:
             raise ValueError("pin either a version or a label, not both")
-        if chunk_size < 1 or retries < 0 or timeout <= 0 or max_concurrent_chunks < 1:
-            raise ValueError("chunk_size and max_concurrent_chunks must be >= 1, retries >= 0 and timeout > 0")
+        if chunk_size < 1 or retries < 0 or max_concurrent_chunks < 1:
+            raise ValueError("chunk_size and max_concurrent_chunks must be >= 1 and retries >= 0")
+        if not 0 < timeout < MAX_TIMEOUT_S:  # nan fails both comparisons.
+            raise ValueError(f"timeout is {timeout!r}; give seconds > 0 and < 1e9, e.g. 10.0")
         if backoff_s < 0 or max_backoff_s < 0:
             raise ValueError("backoff_s and max_backoff_s must be >= 0")
         if load_balancing not in (None, *LOAD_BALANCING_POLICIES):
@@ -148,6 +156,8 @@ class NerClient:
                 would be read as one text per character).
             ValueError: a text holds a lone surrogate (not encodable as
                 UTF-8), or the client is closed.
+            MalformedResponseError: (a ValueError) the server answered, but not
+                as a tfner model does.
             NerError: the server refused a chunk (InvalidArgumentError,
                 ResourceExhaustedError, NotFoundError, ...), a chunk hit its
                 deadline (DeadlineExceededError), or no server answered
@@ -164,7 +174,10 @@ class NerClient:
         for chunk, response in zip(chunks, self._run_all(self._predict, requests)):
             if response.model_spec.HasField("version"):
                 self.last_version = response.model_spec.version.value
-            results.extend(entities_from_response(response, len(chunk)))
+            try:
+                results.extend(entities_from_response(response, len(chunk)))
+            except MalformedResponseError as e:  # Name the model: the response may not (an empty one does not).
+                raise MalformedResponseError(f"malformed response from model {self.model!r}: {e}") from e
         return results
 
     def status(self):

@@ -6,6 +6,7 @@ The signature's entity outputs are batch-major and padded to the widest row
 
 import dataclasses
 
+from tfner_client.errors import MalformedResponseError
 from tfner_client.tensors import tensor_to_list
 
 # The outputs the client reads; `tags` stays on the server (output_filter).
@@ -47,24 +48,31 @@ def entities_from_response(response, num_texts):
     """PredictResponse -> one list of Entity per text, in order, padding dropped.
 
     Raises:
-        ValueError: the response is not a tfner model's answer for `num_texts` texts.
+        MalformedResponseError: (a ValueError) the response is not a tfner model's answer for `num_texts` texts.
     """
     missing = [key for key in ENTITY_OUTPUTS if key not in response.outputs]
     if missing:
-        raise ValueError(f"the response lacks outputs {missing}; is this a tfner model?")
-    out = {key: tensor_to_list(response.outputs[key]) for key in ENTITY_OUTPUTS}
-    if len(out["num_entities"]) != num_texts:
-        raise ValueError(f"the response has {len(out['num_entities'])} rows for {num_texts} texts")
-    results = []
-    for row, count in enumerate(out["num_entities"]):
-        results.append([
-            Entity(
-                label=out["entity_labels"][row][i].decode("utf-8"),
-                start=out["entity_starts"][row][i],
-                end=out["entity_ends"][row][i],
-                text=out["entity_texts"][row][i].decode("utf-8"),
-                score=out["entity_scores"][row][i],
-            )
-            for i in range(count)
-        ])
-    return results
+        raise MalformedResponseError(f"the response lacks outputs {missing}; is this a tfner model?")
+    try:
+        out = {key: tensor_to_list(response.outputs[key]) for key in ENTITY_OUTPUTS}
+        rows = len(out["num_entities"])
+        if rows == num_texts:
+            return [
+                [
+                    Entity(
+                        label=out["entity_labels"][row][i].decode("utf-8"),
+                        start=out["entity_starts"][row][i],
+                        end=out["entity_ends"][row][i],
+                        text=out["entity_texts"][row][i].decode("utf-8"),
+                        score=out["entity_scores"][row][i],
+                    )
+                    for i in range(count)
+                ]
+                for row, count in enumerate(out["num_entities"])
+            ]
+    # An output of another dtype or value count (ValueError), of rank 0 (TypeError: a scalar has no len), of
+    # numbers where strings belong (AttributeError: no .decode), or narrower than num_entities says (IndexError).
+    except (AttributeError, IndexError, TypeError, ValueError) as e:
+        raise MalformedResponseError(f"the response's entity outputs do not fit together ({e}); "
+                                     "is this a tfner model?") from e
+    raise MalformedResponseError(f"the response has {rows} rows for {num_texts} texts")

@@ -60,6 +60,14 @@ class DeadlineExceededError(NerError):
     """DEADLINE_EXCEEDED: the call took longer than the client's `timeout`."""
 
 
+class MalformedResponseError(ValueError):
+    """The server answered, but not as a tfner model does: outputs missing, or of the wrong type or shape.
+
+    Not a NerError: no gRPC status says it, the call itself succeeded. A ValueError, which is what
+    `entities_from_response` raised before this class existed.
+    """
+
+
 _BY_CODE = {
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,

@@ -81,6 +81,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tfner-client: pass -version or -label, not both")
 		return 2
 	}
+	// Checked as seconds, before the conversion: a time.Duration holds at most
+	// ~292 years, and inf, nan or 1e10 s would overflow it into a negative
+	// deadline. 1e9 s (~31 years) is the bound of the other clients' commands.
+	// Negated, so that nan, which fails every comparison, is refused too.
+	if !(*timeout > 0 && *timeout < 1e9) {
+		fmt.Fprintf(stderr, "tfner-client: -timeout takes seconds > 0 and < 1e9, e.g. 2.5; got %v\n", *timeout)
+		return 2
+	}
 
 	opts := []tfner.Option{
 		tfner.WithTimeout(time.Duration(*timeout * float64(time.Second))),
@@ -159,6 +167,9 @@ func printResults(texts []string, results []tfner.Result, stdout, stderr io.Writ
 	return 0
 }
 
+// byteOrderMark is U+FEFF in UTF-8.
+const byteOrderMark = "\ufeff"
+
 // readLines returns the lines of r without their line endings, and without a
 // byte-order mark at the start (Windows editors write one), as the other
 // clients read standard input. A line may be of any length (bufio.Scanner
@@ -167,14 +178,15 @@ func printResults(texts []string, results []tfner.Result, stdout, stderr io.Writ
 func readLines(r io.Reader) ([]string, error) {
 	var lines []string
 	reader := bufio.NewReader(r)
+	// Dropped before reading lines, so that standard input holding only a BOM
+	// holds no text, as it does for the other clients.
+	if start, _ := reader.Peek(len(byteOrderMark)); string(start) == byteOrderMark {
+		reader.Discard(len(byteOrderMark))
+	}
 	for {
 		line, err := reader.ReadString('\n')
 		if line != "" { // "" only at the end, after a final line ending.
-			line = strings.TrimRight(line, "\r\n")
-			if len(lines) == 0 {
-				line = strings.TrimPrefix(line, "\ufeff")
-			}
-			lines = append(lines, line)
+			lines = append(lines, strings.TrimRight(line, "\r\n"))
 		}
 		if err == io.EOF {
 			return lines, nil

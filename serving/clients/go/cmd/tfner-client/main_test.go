@@ -72,6 +72,18 @@ func TestStandardInputDropsAByteOrderMarkAtItsStartOnly(t *testing.T) {
 	}
 }
 
+// Standard input holding only a byte-order mark (an "empty" file saved by
+// Notepad) holds no text, as for the other clients; a BOM and a line ending
+// hold one empty text.
+func TestStandardInputOfOnlyAByteOrderMarkHoldsNoText(t *testing.T) {
+	if lines, err := readLines(strings.NewReader("\ufeff")); err != nil || len(lines) != 0 {
+		t.Errorf("readLines(BOM) = %q, %v; want no lines", lines, err)
+	}
+	if lines, err := readLines(strings.NewReader("\ufeff\r\n")); err != nil || len(lines) != 1 || lines[0] != "" {
+		t.Errorf("readLines(BOM CR LF) = %q, %v; want one empty line", lines, err)
+	}
+}
+
 func TestStandardInputLinesOfAnyLength(t *testing.T) {
 	long := strings.Repeat("北", 22<<20) // 66 MiB, past the 64 MiB a bufio.Scanner buffer held
 	lines, err := readLines(strings.NewReader(long + "\r\n\n上海"))
@@ -101,6 +113,18 @@ func TestATextArgumentThatIsNotUTF8ExitsTwoNamingIt(t *testing.T) {
 	want := "tfner-client: text argument 2 is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8\n"
 	if code != 2 || stdout != "" || stderr != want {
 		t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, %q", code, stdout, stderr, want)
+	}
+}
+
+// A -timeout that is not a number of seconds a deadline can hold is a bad
+// command line, said as such (not as the overflowed time.Duration that
+// WithTimeout would be given).
+func TestTimeoutOutOfRangeExitsTwoSayingWhy(t *testing.T) {
+	for _, timeout := range []string{"inf", "nan", "1e10", "0", "-1"} {
+		code, stdout, stderr := runCommand(t, "", "-server", "127.0.0.1:1", "-timeout", timeout, "北京")
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, "tfner-client: -timeout takes seconds > 0 and < 1e9, e.g. 2.5; got ") {
+			t.Errorf("-timeout %s: exit %d, stdout %q, stderr %q; want 2 and what -timeout takes", timeout, code, stdout, stderr)
+		}
 	}
 }
 

@@ -4,8 +4,12 @@ import dev.tfner.client.NerClient;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.lang.management.ManagementFactory;
+import java.nio.charset.CharacterCodingException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.FileSystemException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
@@ -27,7 +31,13 @@ final class Bench {
   private Bench() {}
 
   static int run(NerClient client, Options options, PrintStream out, PrintStream err) throws IOException {
-    List<String> texts = Files.readAllLines(options.bench(), StandardCharsets.UTF_8);
+    List<String> texts;
+    try {
+      texts = Files.readAllLines(options.bench(), StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      // Main prints the message and exits 1, as the Go and Node.js commands do for a file they cannot read.
+      throw new IOException("cannot read " + options.bench() + ": " + why(e), e);
+    }
     if (texts.isEmpty()) {
       throw new IOException(options.bench() + " holds no lines; put one text per line");
     }
@@ -63,6 +73,23 @@ final class Bench {
       err.println("tfner-client: " + errors + " of " + requests + " calls failed; the first: " + phase.firstError.get());
     }
     return 0;
+  }
+
+  /** Why a file could not be read: java.nio's own messages are often only its path. */
+  private static String why(IOException e) {
+    if (e instanceof NoSuchFileException) {
+      return "no such file";
+    }
+    if (e instanceof AccessDeniedException) {
+      return "permission denied";
+    }
+    if (e instanceof CharacterCodingException) {
+      return "it is not UTF-8 text";
+    }
+    if (e instanceof FileSystemException f && f.getReason() != null) {
+      return f.getReason();
+    }
+    return e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
   }
 
   /** The calls of one phase: latency of call i in nanoseconds, -1 where it failed. */

@@ -14,6 +14,7 @@ import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
 
 /**
  * The command-line example: one JSON line of entities per text, or a load benchmark.
@@ -23,13 +24,14 @@ import java.util.List;
  * mvn -q compile exec:java -Dexec.args="--server localhost:8500 --label canary" &lt; texts.txt
  * </pre>
  *
- * Exit status: 0 done, 1 the server refused a call (or a text could not be read), 2 a bad command
- * line or a line of standard input that is not UTF-8.
+ * Exit status: 0 done, 1 the server refused a call (or a file could not be read), 2 a bad command
+ * line or a text (argument or line of standard input) that is not UTF-8. Arguments are read as
+ * UTF-8 whatever the locale ({@link Arguments}).
  */
 public final class Main {
   private Main() {}
 
-  /** Standard input that is not texts: the caller's mistake, exit 2 as for a bad command line. */
+  /** Texts that are not UTF-8 (arguments or standard input): the caller's mistake, exit 2 as for a bad command line. */
   static final class InputException extends Exception {
     private static final long serialVersionUID = 1L;
 
@@ -41,22 +43,31 @@ public final class Main {
   public static void main(String[] args) {
     // Java's default stdout encoding follows the locale; the JSON lines are always UTF-8.
     PrintStream out = new PrintStream(new FileOutputStream(FileDescriptor.out), false, StandardCharsets.UTF_8);
-    int status = run(args, System.in, out, System.err);
+    Arguments.Decoded arguments = Arguments.of(args);
+    int status = run(arguments.args(), arguments.notUtf8(), System.in, out, System.err);
     out.flush();
     // Exit explicitly: under `mvn exec:java` gRPC's pooled threads would keep the JVM waiting.
     System.exit(status);
   }
 
   static int run(String[] args, InputStream in, PrintStream out, PrintStream err) {
+    return run(args, Set.of(), in, out, err);
+  }
+
+  /** As above, for arguments of which those at the indices {@code notUtf8} were not UTF-8. */
+  static int run(String[] args, Set<Integer> notUtf8, InputStream in, PrintStream out, PrintStream err) {
     Options options;
     try {
-      options = Options.parse(args);
+      options = Options.parse(args, notUtf8);
     } catch (Options.UsageException e) {
       if (e.getMessage() == null) { // --help
         out.print(Options.USAGE);
         return 0;
       }
       err.print(Options.USAGE);
+      err.println("tfner-client: " + e.getMessage());
+      return 2;
+    } catch (InputException e) {
       err.println("tfner-client: " + e.getMessage());
       return 2;
     }

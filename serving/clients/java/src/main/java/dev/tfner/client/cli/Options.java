@@ -37,7 +37,8 @@ record Options(
       Prints the entities of each text as one JSON line: the TEXT arguments, or else one text per
       line of standard input. Offsets: "start"/"end" in code points, "utf16_start"/"utf16_end" in
       Java string (UTF-16) indices. Exits 1 with "CODE: message" on standard error when the server
-      refuses a call, 2 on a bad command line or a line of standard input that is not UTF-8.
+      refuses a call, 2 on a bad command line or a text (argument or line of standard input) that is
+      not UTF-8.
 
       --bench FILE runs N Predict calls of one text each (cycling through the lines of FILE) from C
       threads sharing one client, after a short warm-up, and prints one JSON line of figures.
@@ -59,7 +60,12 @@ record Options(
     }
   }
 
-  static Options parse(String[] args) throws UsageException {
+  /**
+   * The command line {@code args}, of which those at the indices {@code notUtf8} were not UTF-8
+   * ({@link Arguments}): a TEXT among them is an {@link Main.InputException} naming it, after any
+   * usage error.
+   */
+  static Options parse(String[] args, Set<Integer> notUtf8) throws UsageException, Main.InputException {
     String server = null;
     String model = "ner";
     Long version = null;
@@ -74,15 +80,20 @@ record Options(
     int concurrency = 1;
     int requests = 1000;
     List<String> texts = new ArrayList<>();
+    int firstNotUtf8 = 0; // Which TEXT, counting from 1; 0: none.
 
+    boolean onlyTexts = false; // After "--".
     for (int i = 0; i < args.length; i++) {
       String arg = args[i];
-      if (arg.equals("--")) {
-        texts.addAll(List.of(args).subList(i + 1, args.length));
-        break;
+      if (!onlyTexts && arg.equals("--")) {
+        onlyTexts = true;
+        continue;
       }
-      if (!arg.startsWith("--") || arg.equals("-")) {
+      if (onlyTexts || !arg.startsWith("--") || arg.equals("-")) {
         texts.add(arg);
+        if (firstNotUtf8 == 0 && notUtf8.contains(i)) {
+          firstNotUtf8 = texts.size();
+        }
         continue;
       }
       String name = arg;
@@ -138,6 +149,10 @@ record Options(
     }
     if (bench != null && !texts.isEmpty()) {
       throw new UsageException("--bench reads its texts from FILE; drop the TEXT arguments");
+    }
+    if (firstNotUtf8 > 0) {
+      throw new Main.InputException(
+          "text argument " + firstNotUtf8 + " is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8", null);
     }
     return new Options(
         server, model, version, label, timeout, retries, chunkSize, tls, tlsCaFile, loadBalancing,

@@ -13,8 +13,12 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.condition.EnabledOnOs;
+import org.junit.jupiter.api.condition.OS;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The command-line example against the test server: JSON lines, errors, and the bench mode. */
@@ -41,6 +45,61 @@ class MainTest {
             new PrintStream(out, true, StandardCharsets.UTF_8),
             new PrintStream(err, true, StandardCharsets.UTF_8));
     return new Run(status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+  }
+
+  /**
+   * The command as its own process ({@code java -cp ... Main}), its text arguments given as these
+   * bytes, in an empty environment: the C locale of Docker images, cron and systemd units, where the
+   * JVM decodes arguments as ASCII. The bytes go through {@code sh}'s printf: ProcessBuilder would
+   * encode a String argument with this JVM's own charset, and could pass no bytes that are not UTF-8.
+   */
+  private static Run runProcess(List<String> flags, byte[]... texts) throws IOException, InterruptedException {
+    StringBuilder script = new StringBuilder("exec \"$@\"");
+    for (byte[] text : texts) {
+      script.append(" \"$(printf '");
+      for (byte b : text) {
+        script.append(String.format("\\%03o", b & 0xff));
+      }
+      script.append("')\"");
+    }
+    List<String> command = new ArrayList<>(List.of("/bin/sh", "-c", script.toString(), "sh",
+        Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        "-cp", System.getProperty("java.class.path"), Main.class.getName()));
+    command.addAll(flags);
+    ProcessBuilder builder = new ProcessBuilder(command);
+    builder.environment().clear();
+    Process process = builder.start();
+    process.getOutputStream().close(); // No standard input: the texts are arguments.
+    // Small outputs: read one stream after the other.
+    byte[] out = process.getInputStream().readAllBytes();
+    byte[] err = process.getErrorStream().readAllBytes();
+    if (!process.waitFor(120, TimeUnit.SECONDS)) {
+      process.destroyForcibly();
+      throw new AssertionError("the command did not exit in 120 s");
+    }
+    return new Run(process.exitValue(), new String(out, StandardCharsets.UTF_8), new String(err, StandardCharsets.UTF_8));
+  }
+
+  @Test
+  @EnabledOnOs(OS.LINUX) // Where the raw arguments can be read (/proc/self/cmdline).
+  void textArgumentsAreUtf8WhateverTheLocale() throws IOException, InterruptedException {
+    Run run = runProcess(List.of("--server", TestEnv.server()), "北京欢迎你".getBytes(StandardCharsets.UTF_8), new byte[0]);
+    assertEquals(0, run.status(), run.err());
+    assertEquals(List.of("北京欢迎你", ""), run.lines().stream().map(l -> l.get("text").getAsString()).toList());
+  }
+
+  @Test
+  @EnabledOnOs(OS.LINUX)
+  void aTextArgumentThatIsNotUtf8ExitsTwoNamingIt() throws IOException, InterruptedException {
+    // 北京 in GBK, which the JVM would otherwise turn into U+FFFDs and send. No server: the check
+    // comes before any call.
+    byte[] gbk = {(byte) 0xb1, (byte) 0xb1, (byte) 0xbe, (byte) 0xa9};
+    Run run = runProcess(List.of("--server", "127.0.0.1:1"), "北京".getBytes(StandardCharsets.UTF_8), gbk);
+    assertEquals(2, run.status(), run.err());
+    assertEquals("", run.out());
+    assertEquals(
+        "tfner-client: text argument 2 is not valid UTF-8; convert it, e.g. with iconv -f GBK -t UTF-8",
+        run.err().strip());
   }
 
   @Test
@@ -124,6 +183,16 @@ class MainTest {
     Run run = run("", "--server", TestEnv.server(), "--version", "1", "--label", "stable", "北京");
     assertEquals(2, run.status());
     assertTrue(run.err().contains("give --version or --label, not both"), run.err());
+  }
+
+  @Test
+  void unreadableBenchFileExitsOneSayingWhy(@TempDir Path dir) {
+    // Exit 1 as in the Go and Node.js commands; the message says why, not only the path.
+    Path missing = dir.resolve("missing.txt");
+    Run run = run("", "--server", "127.0.0.1:1", "--bench", missing.toString());
+    assertEquals(1, run.status(), run.err());
+    assertEquals("", run.out());
+    assertEquals("tfner-client: cannot read " + missing + ": no such file", run.err().strip());
   }
 
   @Test
