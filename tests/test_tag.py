@@ -388,3 +388,54 @@ def test_a_negative_count_is_refused_by_the_parser(flag):
     with pytest.raises(SystemExit):  # --max_chars -5 sent every document to the dead letters as too_long
         tag.parse_args(["--model", "m", "--input", "i", "--output", "o", flag, "-5"])
     assert getattr(tag.parse_args(["--model", "m", "--input", "i", "--output", "o", flag, "0"])[0], flag[2:]) == 0
+
+
+@pytest.mark.parametrize("suffix, compress", [(".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma")])
+def test_a_damaged_compressed_file_leaves_a_corrupt_dead_letter(tmp_path, suffix, compress):
+    """Bytes flipped mid-file make the decompressor fail: what was read stands, a dead letter says where the
+    damage starts, and the run goes on (the error used to end the whole run, other files' output with it)."""
+    import importlib
+
+    from apache_beam.io.filesystems import FileSystems
+
+    body = "".join(f"第{i}行文本北京欢迎你\n" for i in range(20000)).encode()
+    blob = bytearray(importlib.import_module(compress).compress(body))
+    for i in range(len(blob) // 2, len(blob) // 2 + 8):
+        blob[i] ^= 0xFF
+    damaged = tmp_path / f"damaged.txt{suffix}"
+    damaged.write_bytes(bytes(blob))
+    read = list(tag_io.read_file(str(damaged), ReadSettings(), FileSystems.open))
+    assert read and isinstance(read[-1], dict) and read[-1]["reason"] == "corrupt", read[-1:]
+    assert read[-1]["line"] == len(read) and "the rest of the file was not read" in read[-1]["error"]
+    assert all(isinstance(r, Document) for r in read[:-1]) and len(read) < 20000
+
+
+def test_empty_corpora_damaged_files_and_two_spellings_of_a_file(model, tmp_path, monkeypatch):
+    """An empty corpus is a complete run of 0 records (it used to exit 1, "the counts do not add up"); a damaged
+    file beside a good one costs only its own rest; a file named two ways (./a, an absolute path) is read once."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "empty.txt").write_bytes(b"")
+    (tmp_path / "in" / "blank.jsonl").write_bytes(b"\n\n")
+    common = ["--model", model["base"], "--progress_seconds", "0"]
+    assert tag.main([*common, "--input", "in/empty.txt", "--input", "in/blank.jsonl", "--output", "empty/part"]) == 0
+    summary = read_outputs("empty/part")["summary"]
+    assert summary["complete"] and (summary["files"], summary["records"]) == (2, 0)
+
+    (tmp_path / "in" / "good.txt").write_text("张三在北京工作。\n李四去了上海。\n", encoding="utf-8")
+    blob = bytearray(gzip.compress("".join(f"第{i}行北京\n" for i in range(20000)).encode()))
+    blob[len(blob) // 2: len(blob) // 2 + 8] = bytes(b ^ 0xFF for b in blob[len(blob) // 2: len(blob) // 2 + 8])
+    (tmp_path / "in" / "damaged.txt.gz").write_bytes(bytes(blob))
+    assert tag.main([*common, "--input", "./in/good.txt", "--input", str(tmp_path / "in" / "*.txt*"),
+                     "--output", "out/part"]) == 0
+    got = read_outputs("out/part")
+    good = [d for d in got["documents"] if d["source"].endswith("good.txt")]
+    assert [d["id"] for d in sorted(good, key=lambda d: d["id"])] == [1, 2]  # once, under one of its names
+    assert [e["reason"] for e in got["errors"]] == ["corrupt"]
+    assert got["summary"]["complete"] and got["summary"]["files"] == 3
+
+
+def test_a_folder_given_as_input_is_refused_before_running(tmp_path, capsys):
+    assert tag.main(["--model", str(tmp_path), "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert ": a folder; name its files, e.g. --input" in err and "Traceback" not in err

@@ -59,10 +59,12 @@ class ReadRecords(beam.DoFn):
 
     def __init__(self, settings: ReadSettings):
         self.settings = settings
+        self.files = Metrics.counter(NAMESPACE, "files")
         self.records = Metrics.counter(NAMESPACE, "records")
         self.errors = Metrics.counter(NAMESPACE, "errors")
 
     def process(self, path):
+        self.files.inc()  # an empty corpus is complete with 0 records, but only if the runner reports metrics
         # FileSystems.open reads any Beam filesystem and decompresses by suffix (compression_type AUTO).
         for result in tag_io.read_file(path, self.settings, FileSystems.open):
             self.records.inc()
@@ -126,9 +128,11 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, model_path
         pipeline
         | "Input patterns" >> beam.Create(args.input)
         | "Match files" >> fileio.MatchAll()
-        | "Paths" >> beam.Map(lambda metadata: metadata.path)
-        # A file matched by two patterns (a glob and a file in it) is read once, not tagged twice.
-        | "Each file once" >> beam.Distinct()
+        # A file matched by two patterns (a glob and a file in it), or named two ways (a/b.txt, ./a/b.txt, an
+        # absolute path), is read once, not tagged twice; its records keep the first of its names.
+        | "Paths" >> beam.Map(lambda metadata: (same_file_key(metadata.path), metadata.path))
+        | "Each file once" >> beam.CombinePerKey(min)
+        | "Its name" >> beam.Values()
         # Without this the runner fuses everything after the one-element Create into one worker.
         | "Spread files" >> beam.Reshuffle()
         | "Read records" >> beam.ParDo(ReadRecords(settings)).with_outputs(ERRORS, main="documents")
@@ -182,10 +186,11 @@ def summarize(counters: dict[str, int], seconds: float, **about) -> dict:
     def prefixed(prefix):
         return {k[len(prefix):]: v for k, v in sorted(counters.items()) if k.startswith(prefix)}
 
-    records, documents, errors = (counters.get(k, 0) for k in ("records", "documents", "errors"))
+    files, records, documents, errors = (counters.get(k, 0) for k in ("files", "records", "documents", "errors"))
     characters = counters.get("characters", 0)
     return {
         **about,
+        "files": files,
         "records": records,
         "documents": documents,
         "errors": errors,
@@ -196,7 +201,8 @@ def summarize(counters: dict[str, int], seconds: float, **about) -> dict:
         "seconds": round(seconds, 3),
         "documents_per_second": round(documents / seconds, 2) if seconds > 0 else None,
         "characters_per_second": round(characters / seconds, 1) if seconds > 0 else None,
-        "complete": bool(counters) and records == documents + errors,
+        # files > 0: the runner reported metrics (check_paths made sure every pattern matches a file).
+        "complete": files > 0 and records == documents + errors,
     }
 
 
@@ -214,8 +220,8 @@ def format_summary(summary: dict) -> str:
     by_reason = ", ".join(f"{k} {v}" for k, v in summary["errors_by_reason"].items())
     by_type = ", ".join(f"{k} {v}" for k, v in summary["entities_by_type"].items())
     return (
-        f"tfner.tag: {summary['records']} records -> {summary['documents']} documents tagged, "
-        f"{summary['errors']} errors{f' ({by_reason})' if by_reason else ''}\n"
+        f"tfner.tag: {summary['files']} files, {summary['records']} records -> {summary['documents']} documents "
+        f"tagged, {summary['errors']} errors{f' ({by_reason})' if by_reason else ''}\n"
         f"  {summary['characters']} characters, {summary['entities']} entities{f' ({by_type})' if by_type else ''}\n"
         f"  {summary['seconds']} s: {summary['documents_per_second']} documents/s, "
         f"{summary['characters_per_second']} characters/s"
@@ -308,9 +314,17 @@ def runner_name(options: PipelineOptions) -> str:
     return (options.get_all_options()["runner"] or "DirectRunner").split(".")[-1]
 
 
+def same_file_key(path: str) -> str:
+    """A local path made absolute and free of ./, .. and symbolic links; any other filesystem's path as it is."""
+    return path if "://" in path else os.path.realpath(path)
+
+
 def check_paths(args: argparse.Namespace) -> None:
     """Fails before launching: a pattern matching nothing, or outputs of an earlier run under the prefix."""
     for pattern in args.input:
+        if "://" not in pattern and os.path.isdir(pattern):
+            raise IsADirectoryError(f"--input {pattern}: a folder; name its files, e.g. --input "
+                                    f"'{os.path.join(pattern, '*')}'")
         if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
             raise FileNotFoundError(f"--input {pattern}: no file matches")
     for kind, pattern in tag_io.output_paths(args.output).items():
@@ -379,15 +393,15 @@ def main(argv: list[str] | None = None) -> int:
         log.propagate = False  # Beam configures the root logger too: print each line once
     try:
         summary = run(argv)
-    except (FileNotFoundError, FileExistsError, NotAnExport) as e:  # the launch checks: the message names the path
-        print(f"tfner.tag: {e}", file=sys.stderr)
+    except (FileNotFoundError, FileExistsError, IsADirectoryError, NotAnExport) as e:
+        print(f"tfner.tag: {e}", file=sys.stderr)  # the launch checks: the message names the path
         return 2
     print(format_summary(summary))
     paths = tag_io.output_paths(summary["output"])
     print(f"  output {paths['output']}, errors {paths['errors']}, summary {paths['summary']}")
     if not summary["complete"]:
         print("tfner.tag: the counts do not add up (records != documents + errors) or the runner reported no "
-              "metrics; check the runner's logs", file=sys.stderr)
+              "metrics (files 0); check the runner's logs", file=sys.stderr)
         return 1
     return 0
 

@@ -23,6 +23,8 @@ exception: a long corpus run must not die on line 3,000,000. Reasons:
     too_long           more code points than --max_chars
     truncated          a compressed file ends before its end-of-stream marker (a copy cut short): one dead letter
                        after its last line; that line may itself be cut (a partial document or bad_json)
+    corrupt            a compressed file's data is damaged (its decompressor fails): one dead letter after the last
+                       line read; the rest of that file is not read, the other files are
 
 Output records have the shape of python -m tfner.predict's lines plus where they came from:
 
@@ -36,13 +38,15 @@ written as input_<name> (input_input_<name> if the record has an input_<name> to
 
 import dataclasses
 import json
+import lzma
 import re
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 FORMATS = ("auto", "text", "json")
 REASONS = ("not_utf8", "bad_json", "not_an_object", "missing_text", "text_not_a_string", "lone_surrogate",
-           "too_long", "truncated")
+           "too_long", "truncated", "corrupt")
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud83d in a JSON line: maybe half a pair
 _SURROGATE = re.compile("[\ud800-\udfff]")
 OUTPUT_KEYS = ("id", "source", "text", "entities")
@@ -179,10 +183,21 @@ def read_file(path: str, settings: ReadSettings, open_fn) -> Iterator[Document |
         raise ValueError(f"--format {settings.format!r}: expected one of {', '.join(FORMATS)}")
     number = 0
     with open_fn(path) as stream:
-        for number, raw in read_lines(stream):
-            result = parse_record(raw, path, number, fmt, settings)
-            if result is not None:
-                yield result
+        compressed = hasattr(stream, "_decompressor")
+        try:
+            for number, raw in read_lines(stream):
+                result = parse_record(raw, path, number, fmt, settings)
+                if result is not None:
+                    yield result
+        except Exception as e:
+            if not (compressed and is_decompression_error(e)):
+                raise
+            # One damaged file must not end the run (and cost every other file's output with it): what was read
+            # stands, and a dead letter says where the damage starts.
+            yield dead_letter(path, number + 1, "corrupt",
+                              f"the compressed data is damaged after line {number} ({type(e).__name__}: {e}); the "
+                              "rest of the file was not read; check it (e.g. gzip -t) and copy it again", b"")
+            return
         # Beam's CompressedFile stops quietly at the end of the bytes even when the compressed stream is cut
         # short; its decompressor (zlib, bz2, lzma, zstandard: all have `eof`) knows whether it saw the end.
         decompressor = getattr(stream, "_decompressor", None)
@@ -191,6 +206,20 @@ def read_file(path: str, settings: ReadSettings, open_fn) -> Iterator[Document |
                               "the compressed file ends before its end-of-stream marker (cut short?); the "
                               f"records after line {number} are missing and line {number} may be cut; "
                               "copy the file again", b"")
+
+
+def is_decompression_error(error: Exception) -> bool:
+    """Whether `error` is a decompressor's complaint about its data, rather than a failure to read the bytes.
+
+    zlib (gzip, deflate), lzma and zstandard raise their own types; bz2 raises a bare OSError ("Invalid data
+    stream"), which unlike an I/O error carries no errno. An I/O error is left to fail the bundle, which the runner
+    retries.
+    """
+    if isinstance(error, (zlib.error, lzma.LZMAError, EOFError)):
+        return True
+    if type(error).__name__ == "ZstdError":  # zstandard is Beam's optional dependency: not imported for this
+        return True
+    return type(error) is OSError and error.errno is None
 
 
 def output_record(document: Document, entities: list[dict], with_text: bool = True) -> dict:
