@@ -385,7 +385,9 @@ class Peer:
         self.framework = (f"torch {torch.__version__}, transformers {transformers.__version__} "
                           f"(attention {self.model.config._attn_implementation}, {torch.get_num_threads()} threads)")
 
-        self.steps_per_epoch = math.ceil(len(self.train) / self.batch_size)  # as tfner: fixed batches per epoch
+        # Full batches of one pass's sentences an epoch, from an endless stream. tfner's epoch is one pass with its
+        # buckets' partial batches (133 steps on Resume, since 2026-12-07): the same sentences, a few more steps.
+        self.steps_per_epoch = math.ceil(len(self.train) / self.batch_size)
         total = self.total_steps = self.steps_per_epoch * self.epochs
         warmup = int(total * float(t.get("warmup_ratio", 0.1)))
 

@@ -55,6 +55,13 @@ READER_ERRORS = [
      ["a.jsonl:1: entity type '' must be a non-empty string"]),
     ("JSONL offset true", "a.jsonl", '{"text": "北京", "entities": [{"start": true, "end": 2, "label": "LOC"}]}\n',
      ["a.jsonl:1: entity 'LOC' has start True", "offsets must be integers"]),
+    # Half an emoji (a UTF-16 tool cut it): json.loads accepts the escape, TensorFlow then failed on the text
+    # with no file or line.
+    ("JSONL lone surrogate", "a.jsonl", '{"text": "王五\\ud83d", "entities": []}\n',
+     ["a.jsonl:1: 'text' holds U+D83D at character 2, half of a UTF-16 surrogate pair (an emoji cut in two?)",
+      "repair the record (a JSON escape of an emoji is a pair, e.g. \\ud83d\\ude00)"]),
+    ("CLUENER lone surrogate in a type", "c.json", '{"text": "北京", "label": {"LOC\\uDC00": {"北京": [[0, 1]]}}}\n',
+     ["c.json:1: a string of the record holds U+DC00, half of a UTF-16 surrogate pair"]),
 ]
 
 
@@ -92,6 +99,7 @@ READER_ACCEPTS = [
     ("U+2028 inside a JSON string", "a.jsonl", '{"text": "北\u2028京", "entities": []}\n', [("北\u2028京", ())]),
     ("U+0085 as a CoNLL character", "a.bio", "北 S-LOC\n\x85 O\n", [("北\x85", (LOC,))]),
     ("NUL as a CoNLL character", "a.bio", "北 S-LOC\n\x00 O\n", [("北\x00", (LOC,))]),
+    ("emoji as a JSON surrogate pair", "a.jsonl", '{"text": "笑\\ud83d\\ude00", "entities": []}\n', [("笑😀", ())]),
     ("1 MB JSONL text", "a.jsonl", json.dumps({"text": "北" * 1_000_000, "entities": []}) + "\n",
      [("北" * 1_000_000, ())]),
 ]
@@ -103,12 +111,46 @@ def test_reader_accepts(tmp_path, name, content, examples):
     assert [(e.text, e.spans) for e in got] == examples
 
 
+def test_unlabelled_reader_refuses_a_lone_surrogate(tmp_path):
+    """tfner.pretrain / tfner.distill's text: half an emoji failed inside TensorFlow, with no file or line."""
+    from tfner import unlabelled
+
+    path = write(tmp_path, "u.jsonl", '{"text": "好"}\n{"text": "王五\\ud83d"}\n')
+    with pytest.raises(data.DataError, match=r"u.jsonl:2: 'text' holds U\+D83D at character 2, half of a UTF-16 "
+                                             r"surrogate pair .*repair the record"):
+        list(unlabelled.iter_documents([path]))
+
+
 def test_jsonl_round_trip_keeps_line_separator_characters(tmp_path):
     """write_jsonl writes U+2028 and U+0085 raw (ensure_ascii=False); reading must not split lines at them."""
     examples = [data.Example("北\u2028京\x85上海", (data.Span(4, 6, "LOC"),))]
     path = str(tmp_path / "a.jsonl")
     data.write_jsonl(examples, path)
     assert data.read_examples(path) == examples
+
+
+def test_entities_longer_than_the_training_window_are_counted_in_one_warning(caplog):
+    """split_long cannot keep an entity longer than the window in any piece: its characters train as O. That
+    stays so (the pieces do not change), but it is said once, with the fix (Resume NER at max_seq_length 32
+    lost 8 entities without a word)."""
+    examples = [
+        data.Example("我在" + "中" * 35 + "工作", (data.Span(2, 37, "ORG"),)),  # 35 characters
+        data.Example("张三" * 20, (data.Span(0, 2, "PER"),)),  # split, its entity kept
+        data.Example("在" + "京" * 40, (data.Span(1, 41, "LOC"),)),  # 40 characters, the longest
+    ]
+    with caplog.at_level(logging.WARNING, logger="tfner.data"):
+        pieces = data.split_long(examples, 30)
+    assert [(len(p.text), p.spans) for p in pieces] == [
+        (2, ()), (30, ()), (7, ()), (30, (data.Span(0, 2, "PER"),)), (10, ()), (1, ()), (30, ()), (10, ())]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "2 entities longer than the training window of 30 characters (data.max_seq_length 32) are in no " \
+           "training piece" in warnings[0]
+    assert "the longest has 40 characters; to train on them, raise data.max_seq_length to at least 42" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tfner.data"):
+        data.split_long(examples, 40)
+    assert not caplog.records  # every entity fits
 
 
 def _corpus_config(tmp_path, train, dev):
@@ -635,6 +677,35 @@ def test_evaluate_refuses_data_without_gold_entities(tmp_path, capsys):
     path.write_text('{"id": 0, "text": "北京欢迎你"}\n', encoding="utf-8")
     assert evaluate.main(["--model", "/nonexistent/ner", "--data", str(path)]) == 2
     assert "test.json: no gold entity in 1 text(s), nothing to score against" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("output, fragment", [
+    ("nodir/m.json", "--output {tmp}/nodir/m.json: the folder {tmp}/nodir does not exist; create it"),
+    ("sub", "--output {tmp}/sub: a folder; name a file in it, e.g. {tmp}/sub/metrics.json"),
+], ids=["missing folder", "a folder"])
+def test_evaluate_refuses_an_output_it_cannot_write_before_scoring(tmp_path, capsys, output, fragment):
+    """It scored first, then died on open() with a FileNotFoundError traceback; refused before the model loads
+    (here the model is not even there)."""
+    from tfner import evaluate
+
+    (tmp_path / "sub").mkdir()
+    path = write(tmp_path, "gold.jsonl", '{"text": "北京", "entities": [{"start": 0, "end": 2, "label": "LOC"}]}\n')
+    code = evaluate.main(["--model", "/nonexistent/ner", "--data", path, "--output", f"{tmp_path}/{output}"])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment.format(tmp=tmp_path) in err and "Traceback" not in err, err
+
+
+def test_evaluate_writes_its_output_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
+    from tfner import evaluate
+
+    path = write(tmp_path, "gold.jsonl", '{"text": "北京", "entities": [{"start": 0, "end": 2, "label": "LOC"}]}\n')
+    result = {"model": "m/1", "f1": 1.0, "precision": 1.0, "recall": 1.0, "types_not_in_model": []}
+    monkeypatch.setattr(evaluate, "evaluate_saved_model", lambda model, examples: result)
+    monkeypatch.setattr(evaluate.metrics, "format_table", lambda result: "")
+    written = []
+    monkeypatch.setattr(evaluate, "write_atomically", lambda p, text: written.append((p, json.loads(text))))
+    assert evaluate.main(["--model", "m", "--data", path, "--output", str(tmp_path / "m.json")]) == 0
+    assert written == [(str(tmp_path / "m.json"), result)]  # through a temporary name renamed into place
 
 
 def test_serve_refuses_thread_counts_once_tensorflow_ran(capsys):

@@ -54,3 +54,63 @@ def test_bad_config_names_key_and_source(tmp_path, text, overrides, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file .*nope.yaml"):
         load_config(str(tmp_path / "nope.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override, key, value",
+    [
+        ("data.train=*.bmes", "train", ["*.bmes"]),  # YAML reads a leading * as an alias
+        ("data.train=*.bmes,extra/*.bio", "train", ["*.bmes", "extra/*.bio"]),
+        ("data.dev=[a.bio", "dev", ["[a.bio"]),  # an unclosed YAML list
+        ("data.vocab=@vocab.txt", "vocab", "@vocab.txt"),  # @ and ` are reserved in YAML
+    ],
+)
+def test_set_takes_text_yaml_cannot_parse_as_the_string_written(override, key, value):
+    """A string field's --set value that is not valid YAML is taken as written (it was a yaml traceback)."""
+    assert getattr(load_config(None, [override]).data, key) == value
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=[3", "--set train.epochs=[3: 'train.epochs' must be an integer, got '[3'"),
+        ("model.dropout=@0.1", "--set model.dropout=@0.1: 'model.dropout' must be a number, got '@0.1'"),
+        ("train=*x", "--set train=*x: 'train' is a section"),
+        ("train.epoch=*3", "--set train.epoch=*3: unknown key 'train.epoch'"),
+    ],
+)
+def test_set_text_yaml_cannot_parse_is_refused_by_key_for_other_fields(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "text, key, lines",
+    [
+        ("run_dir: r\ntrain:\n  epochs: 10\nmodel:\n  num_layers: 4\ntrain:\n  seed: 7\n", "'train'", "lines 2 and 6"),
+        ("train:\n  epochs: 10\n  seed: 1\n  epochs: 3\n", "'train.epochs'", "lines 2 and 4"),
+        ("run_dir: a\nrun_dir: b\n", "'run_dir'", "lines 1 and 2"),
+    ],
+)
+def test_a_key_written_twice_is_refused_with_both_lines(tmp_path, text, key, lines):
+    """YAML keeps the last of two equal keys: a second train: section silently dropped the first's settings."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}:") and f"{key} is written twice, at {lines}" in message
+    assert "\n" not in message
+
+
+def test_a_key_written_twice_in_a_set_value_is_refused():
+    with pytest.raises(ConfigError, match=r"--set train=\{epochs: 1, epochs: 2\}: 'train.epochs' is written twice"):
+        load_config(None, ["train={epochs: 1, epochs: 2}"])
+
+
+@pytest.mark.parametrize("text, overrides", [("run_dir: ~\n", []), ("", ["run_dir="]), ("", ["run_dir=  "])])
+def test_an_empty_run_dir_is_refused_by_name(tmp_path, text, overrides):
+    """It used to fail at the first write with "[Errno 2] No such file or directory: ''"."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=r"'run_dir' must be a folder .*; got ''"):
+        load_config(path, overrides)

@@ -1,3 +1,4 @@
+import collections
 import logging
 import os
 
@@ -164,11 +165,14 @@ def test_buckets_are_narrow_unless_shapes_are_static():
     assert data.bucket_boundaries(40, static_shapes=True) == [16, 32]
 
 
-def test_static_shapes_pad_to_bucket_and_drop_remainder():
+def test_static_shapes_pad_to_bucket_and_fill_the_last_batch_with_empty_rows():
+    """One shape a bucket, batch size included, and no example dropped (the last, partial batch of a bucket was
+    dropped: the longest sentences, in the sparsest buckets, were never trained on, on a TPU)."""
     tag_set, tokenizer = _tools()
-    dataset = data.batch_dataset(data.examples_dataset(EXAMPLES * 2, tag_set), tokenizer, 2, 64, static_shapes=True)
-    shapes = sorted(f["token_ids"].shape[1] for f, _ in dataset)
-    assert shapes == [16, 16, 32]
+    dataset = data.batch_dataset(data.examples_dataset(EXAMPLES * 3, tag_set), tokenizer, 2, 64, static_shapes=True)
+    assert dataset.element_spec[0]["token_ids"].shape[0] == 2
+    batches = [(tuple(f["token_ids"].shape), sorted(l["tag_mask"].numpy().sum(axis=1).tolist())) for f, l in dataset]
+    assert sorted(batches) == [((2, 16), [2, 5])] * 3 + [((2, 32), [0, 20]), ((2, 32), [20, 20])]  # 3 x 20: 0 filled
 
 
 def test_input_context_shards():
@@ -216,6 +220,34 @@ def test_one_steps_replicas_get_batches_of_one_bucket():
             assert shapes[0] == shapes[1] and shapes[2] == shapes[3]
     alone = data.batch_dataset(data.examples_dataset(examples, tag_set), tokenizer, 2, 64)
     assert [f["token_ids"].shape[0] for f, _ in alone] == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("replicas, static_shapes", [(1, False), (2, False), (1, True), (2, True)])
+def test_an_epoch_of_the_repeated_stream_is_one_pass_with_its_partial_batches(replicas, static_shapes):
+    """Resume train's pieces, batched as the Trainer batches them: the first batches_per_pass global steps of the
+    endless stream hold every piece once.
+    The stream was repeated before its buckets, and an epoch counted pieces / batch size steps: the sentences of
+    111 characters and more, in buckets too sparse to fill a batch of 32 by then, were never trained on."""
+    pieces = data.split_long(data.read_examples(os.path.join(SHARED_DATA, "resume_ner", "train.char.bmes")), 126)
+    tag_set = TagSet(sorted({s.label for e in pieces for s in e.spans}))
+    tokenizer = CharTokenizer(build_vocabulary(e.text for e in pieces))
+    context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0, num_replicas_in_sync=replicas)
+    stream = data.batch_dataset(data.examples_dataset(pieces, tag_set), tokenizer, 32 // replicas, 128,
+                                shuffle_seed=7, static_shapes=static_shapes, input_context=context, repeat=True)
+    lengths = [len(p.text) for p in pieces]
+    steps = data.batches_per_pass(collections.Counter(lengths), 32, 128, static_shapes, replicas)
+    seen = [int(n) - 2 for f, _ in stream.take(steps * replicas) for n in f["padding_mask"].numpy().sum(axis=1)]
+    one_pass = [int(n) - 2 for f, _ in data.batch_dataset(
+        data.examples_dataset(pieces, tag_set), tokenizer, 32 // replicas, 128, shuffle_seed=7,
+        static_shapes=static_shapes, input_context=context) for n in f["padding_mask"].numpy().sum(axis=1)]
+    assert sorted(seen) == sorted(one_pass)  # the epoch ends where the pass ends
+    # Every piece once (static shapes: and the empty rows that fill each bucket's last batch up).
+    assert sorted(n for n in seen if n) == sorted(len(p.text) for p in pieces)
+    assert max(seen) == 126 and steps > -(-len(pieces) // 32) and (0 in seen) == static_shapes
+    # Two pipelines (workers): each shard's pass fits in the count, which bounds both.
+    bound = data.batches_per_pass(collections.Counter(lengths), 32, 128, static_shapes, 2, pipelines=2)
+    for shard in (lengths[0::2], lengths[1::2]):
+        assert data.batches_per_pass(collections.Counter(shard), 16, 128, static_shapes, 1) <= bound
 
 
 WEIBO_LIKE = "我 O\n\ufffd\ufffd O\n在 O\n北 B-GPE.NAM\n京 I-GPE.NAM\n\n\ufffd\ufffd O\n好 O\n"  # Weibo NER's tags

@@ -17,6 +17,7 @@ from test_export import (  # noqa: F401  (the contract tests and their fixture, 
 from tiny import tiny_config
 
 from tfner import export as export_lib
+from tfner.config import ConfigError
 from tfner.distill import distill, distillation_loss, tag_distributions
 from tfner.predict import SavedModelPredictor
 
@@ -62,9 +63,9 @@ def test_soft_loss_is_zero_for_the_teachers_own_distribution_and_positive_otherw
 
 def test_a_teacher_export_or_another_vocabulary_is_refused(tiny_run, tmp_path):
     teacher = tiny_run["teacher"]
-    with pytest.raises(ValueError, match="is an export: its serving signature returns decoded tags"):
+    with pytest.raises(ConfigError, match="is an export: its serving signature returns decoded tags"):
         distill(tiny_config(str(tmp_path), [*STUDENT, f"distill.teacher={os.path.dirname(teacher['export'])}"]))
-    with pytest.raises(ValueError, match="the student shares the teacher's vocabulary"):
+    with pytest.raises(ConfigError, match="the student shares the teacher's vocabulary"):
         distill(tiny_config(str(tmp_path), [*STUDENT, f"distill.teacher={teacher['run_dir']}",
                                             f"data.vocab={tmp_path / 'other_vocab.txt'}"]))
 
@@ -88,3 +89,27 @@ def test_the_command_line_names_a_missing_teacher_without_a_traceback(tmp_path, 
     assert main(["--set", f"run_dir={tmp_path / 'run'}", "--set", f"distill.teacher={tmp_path / 'nope'}",
                  "--set", "train.distribute=one_device"]) == 2
     assert f"tfner.distill: distill.teacher {tmp_path / 'nope'}: no config.yaml there" in capsys.readouterr().err
+    (tmp_path / "partial").mkdir()  # a run_dir copied in part: TensorFlow's NotFoundError traceback before
+    (tmp_path / "partial" / "config.yaml").write_text("train:\n  epochs: 1\n", encoding="utf-8")
+    assert main(["--set", f"run_dir={tmp_path / 'run'}", "--set", f"distill.teacher={tmp_path / 'partial'}",
+                 "--set", "train.distribute=one_device"]) == 2
+    err = capsys.readouterr().err
+    assert "no labels.txt or vocab.txt beside its config.yaml; give the whole run_dir" in err, err
+
+
+@pytest.mark.parametrize("teacher, message", [
+    ("", "tfner.distill: distill.teacher is empty: name the teacher's run_dir"),
+    ("export", "is an export: its serving signature returns decoded tags"),
+], ids=["no teacher", "an export as teacher"])
+def test_the_command_line_refuses_a_bad_teacher_in_one_line(tmp_path, capsys, teacher, message):
+    """They were ValueErrors, which main() printed as tracebacks with exit 1."""
+    from tfner.distill import main
+
+    if teacher:  # the shape resolve_version sees of an export: a numbered folder holding saved_model.pb
+        (tmp_path / teacher / "1").mkdir(parents=True)
+        (tmp_path / teacher / "1" / "saved_model.pb").write_bytes(b"")
+        teacher = str(tmp_path / teacher)
+    assert main(["--set", f"run_dir={tmp_path / 'run'}", "--set", f"distill.teacher={teacher}",
+                 "--set", "train.distribute=one_device"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err

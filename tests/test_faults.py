@@ -85,27 +85,28 @@ def weights(prefix: str) -> dict:
 
 @pytest.mark.slow
 def test_killed_again_and_again_ends_as_an_uninterrupted_run(tiny_run, tmp_path):
-    """The tiny run has 20 steps an epoch, 2 epochs, checkpoints at steps 10, 20, 30 and 40."""
+    """The tiny run has 22 steps an epoch, 2 epochs, checkpoints at steps 10, 20, 22 (epoch 1's end), 30, 40, 44."""
     run = Run(tmp_path)
     rng = random.Random(10)
 
     # 1. Inside the best/ swap at the end of epoch 1: the old best/ is gone, the new one not yet in place.
     assert run.finish(run.start("best_write:1")) == KILLED, run.log()[-3000:]
-    assert run.recorded() == ["ckpt-10"]
+    assert run.recorded() == ["ckpt-10", "ckpt-20"]
     assert not os.path.exists(os.path.join(run.run_dir, "best")) and os.path.isdir(run.run_dir + "/best.tmp")
 
-    # 2. Inside the write of checkpoint 20: its files are on disk, the index does not list them.
+    # 2. Inside the write of checkpoint 22, epoch 1's: its files are on disk, the index does not list them.
     assert run.finish(run.start("checkpoint_write:1")) == KILLED, run.log()[-3000:]
-    assert "resumed from" in run.log() and "ckpt-10 at step 10" in run.log()
-    assert os.path.exists(os.path.join(run.checkpoints, "ckpt-20.index")) and run.recorded() == ["ckpt-10"]
+    assert "resumed from" in run.log() and "ckpt-20 at step 20" in run.log()
+    assert os.path.exists(os.path.join(run.checkpoints, "ckpt-22.index"))
+    assert run.recorded() == ["ckpt-10", "ckpt-20"]
     # The epoch's record is written before its checkpoint: killed after the checkpoint, it would be lost.
     assert [h["epoch"] for h in json.load(open(os.path.join(run.run_dir, "history.json")))] == [1]
 
-    # 3. A real SIGKILL at a random moment of epoch 2 (after checkpoint 20 is listed).
+    # 3. A real SIGKILL at a random moment of epoch 2 (after checkpoint 22 is listed).
     delay = rng.uniform(0.0, 1.5)
     process = run.start()
-    assert run.kill_when(process, lambda: "ckpt-20" in run.recorded(), delay) == KILLED, run.log()[-3000:]
-    print(f"3: killed {delay:.2f} s after checkpoint 20; checkpoints then: {run.recorded()}")
+    assert run.kill_when(process, lambda: "ckpt-22" in run.recorded(), delay) == KILLED, run.log()[-3000:]
+    print(f"3: killed {delay:.2f} s after checkpoint 22; checkpoints then: {run.recorded()}")
 
     # 4. The newest checkpoint truncated to half (a full disk, a copy cut short), then a real SIGKILL inside
     #    the export, watched for: its hidden staging folder exists, no version folder does.

@@ -2,6 +2,7 @@
 backbone that loads back strictly (same class, so the same GELU; same vocabulary), and a model fine-tuned from
 it whose export keeps the serving contract (tests/test_export.py's own tests, run on that export)."""
 
+import collections
 import json
 import os
 
@@ -18,7 +19,7 @@ from test_export import (  # noqa: F401  (the contract tests and their fixture, 
 from tiny import run_python, train_tiny
 
 from tfner import checkpoint, demo, masked_lm, unlabelled
-from tfner.config import PretrainConfig, load_config
+from tfner.config import ConfigError, PretrainConfig, load_config
 from tfner.data import DataError
 from tfner.pretrain import MaskedLMTrainer, pretrain, prepare_run_dir, save_backbone_preset
 from tfner.tokenizer import MASK, CharTokenizer, build_vocabulary, read_vocabulary
@@ -158,18 +159,32 @@ def test_the_backbone_loads_back_strictly_with_its_gelu_and_vocabulary(pretraine
     moved = [not np.allclose(a.numpy(), b.numpy()) for a, b in zip(loaded.weights, start.weights)]
     assert sum(moved) > len(moved) // 2  # pretraining changed the weights it wrote
     # The written weights are the trained ones: the training checkpoint restored into a fresh model agrees.
-    trainer = MaskedLMTrainer(config, start_process(config), _vocab(config), _sequences(config))
+    trainer = MaskedLMTrainer(config, start_process(config), _vocab(config), _survey(config))
     trainer.checkpoint.restore(trainer.manager.latest_checkpoint).assert_existing_objects_matched()
     for a, b in zip(trainer.backbone.weights, loaded.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_an_epoch_is_one_pass_over_the_sequences_not_held_out(pretrained):
+    """Its steps are the pass's batches, partial ones included: the stream was repeated before its length buckets,
+    and a bucket too sparse to fill a batch by an epoch's last step was never trained on."""
+    config = pretrained["config"]
+    corpus = _survey(config)
+    assert sum(corpus.lengths.values()) == corpus.sequences and len(corpus.first_lengths) == config.pretrain.held_out
+    trainer = MaskedLMTrainer(config, start_process(config), _vocab(config), corpus)
+    seen = sorted(int(n) - 2 for features, _ in trainer.epoch_dataset(0, 0).take(trainer.steps_per_epoch)
+                  for n in features["padding_mask"].numpy().sum(axis=1))
+    training = collections.Counter(corpus.lengths)
+    training.subtract(corpus.first_lengths)
+    assert seen == sorted(training.elements())
 
 
 def _vocab(config):
     return read_vocabulary(os.path.join(config.run_dir, "vocab.txt"))
 
 
-def _sequences(config):
-    return unlabelled.survey(config.pretrain.text, config.data.max_seq_length - 2).sequences
+def _survey(config):
+    return unlabelled.survey(config.pretrain.text, config.data.max_seq_length - 2, first=config.pretrain.held_out)
 
 
 def test_resume_after_an_interruption_reaches_the_same_backbone(pretrained, corpus, erf_preset, tmp_path):
@@ -177,7 +192,7 @@ def test_resume_after_an_interruption_reaches_the_same_backbone(pretrained, corp
     config = pretrain_config(str(tmp_path), corpus["jsonl"], erf_preset)
     strategy = start_process(config)
     vocabulary = _vocab(pretrained["config"])
-    first = MaskedLMTrainer(config, strategy, vocabulary, _sequences(config))
+    first = MaskedLMTrainer(config, strategy, vocabulary, _survey(config))
     prepare_run_dir(config, vocabulary)
     first.total_steps = 3
     first.fit()
@@ -191,11 +206,34 @@ def test_resume_after_an_interruption_reaches_the_same_backbone(pretrained, corp
 
 
 def test_bad_settings_are_refused_by_name(corpus, tmp_path):
+    sequences = unlabelled.survey([corpus["jsonl"]], 30).sequences  # data.max_seq_length 32 - 2
     for override, message in (("pretrain.mask_rate=0", "pretrain.mask_rate is 0"),
                               ("pretrain.random_token_rate=0.5", "mask_token_rate \\+ pretrain.random_token_rate"),
-                              ("pretrain.held_out=400", "fewer than one batch")):
-        with pytest.raises(ValueError, match=message):
+                              (f"pretrain.held_out={sequences - 5}", "5 are left, fewer than one batch"),
+                              (f"pretrain.held_out={sequences + 80}",
+                               f"pretrain.held_out {sequences + 80} is not below the {sequences} sequences")):
+        with pytest.raises(ConfigError, match=message):  # a ConfigError: the commands print it without a traceback
             pretrain(pretrain_config(str(tmp_path), corpus["jsonl"], "scratch", [override]))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ([], "tfner.pretrain: pretrain.text is empty: name the unlabelled text files"),
+        (["pretrain.mask_rate=0"], "tfner.pretrain: pretrain.mask_rate is 0: nothing would be predicted"),
+        (["pretrain.held_out=100000"], "tfner.pretrain: pretrain.held_out 100000 is not below the"),
+    ],
+    ids=["no text", "mask rate 0", "everything held out"],
+)
+def test_the_command_line_refuses_bad_settings_in_one_line(corpus, tmp_path, capsys, overrides, message):
+    """They were ValueErrors, which main() printed as tracebacks with exit 1."""
+    from tfner.pretrain import main
+
+    text = [f"pretrain.text={corpus['txt']}"] if overrides else []
+    argv = [f"run_dir={tmp_path / 'run'}", "train.distribute=one_device", *text, *overrides]
+    assert main([a for o in argv for a in ("--set", o)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.fixture(scope="module")

@@ -161,7 +161,8 @@ def test_an_epoch_covers_every_piece_and_tfrecords_train_through_the_runs_tags(t
     assert corpus.tag_set.labels == ["ORG", "PER"]  # no LOC in the data: the writer's ids would be off
     trainer = Trainer(config, corpus, tf.distribute.OneDeviceStrategy("/cpu:0"))
     pieces = data.split_long(corpus.train, config.data.max_seq_length - 2)
-    assert len(pieces) == 9 and trainer.steps_per_epoch == 5  # 9 pieces in batches of 2; 8 sentences
+    # 9 pieces of 8 sentences in batches of 2, by length bucket: 4 of the 7 short ones, 1 + 1 of the long one's two
+    assert len(pieces) == 9 and trainer.steps_per_epoch == 6
     read_back = []
     for element in trainer.train_source:
         tags = [corpus.tag_set.tags[i] for i in element["tags"].numpy()]
@@ -359,3 +360,67 @@ def test_a_start_killed_while_it_rewrites_labels_txt_does_not_refuse_the_next(tm
     prepare_run_dir(config, corpus)  # the restart
     with open(os.path.join(config.run_dir, "labels.txt"), encoding="utf-8") as f:
         assert f.read().split() == corpus.tag_set.labels
+
+
+def test_a_run_dir_of_another_experiment_is_refused_before_anything_is_overwritten(tmp_path):
+    """Re-running into a run_dir with other training data (another vocabulary), other types or another model shape
+    is refused naming what differs, and the old run's files stay as they were. It used to overwrite config.yaml
+    and vocab.txt first, then fail in the restore with a shape traceback, leaving the old run unexportable."""
+    from tfner import demo
+    from tfner.train import prepare_run_dir
+
+    config = tiny_config(str(tmp_path))
+    prepare_run_dir(config, load_corpus(config))
+    kept = {name: open(tmp_path / "run" / name, "rb").read() for name in ("config.yaml", "vocab.txt", "labels.txt")}
+    other_data = demo.write_corpus(str(tmp_path / "other"), sizes=(40, 8, 8), seed=5)["train"]
+    for overrides, fragment in ([f"data.train={other_data}"], "a vocabulary of"), \
+            (["model.hidden_dim=32"], "model.hidden_dim 16, not 32"):
+        changed = tiny_config(str(tmp_path), overrides)
+        with pytest.raises(ConfigError, match=f"run_dir .* holds another run: {fragment}.*Choose a new run_dir"):
+            prepare_run_dir(changed, load_corpus(changed))
+        assert {name: open(tmp_path / "run" / name, "rb").read() for name in kept} == kept
+    prepare_run_dir(tiny_config(str(tmp_path), ["train.epochs=3"]), load_corpus(config))  # more epochs: a resume
+
+
+def test_a_vocab_folder_is_named_as_one(tmp_path):
+    from tfner.train import read_configured_vocabulary
+
+    with pytest.raises(ConfigError, match="data.vocab: .* is a folder; name the vocab.txt file in it"):
+        read_configured_vocabulary(str(tmp_path))
+
+
+def test_without_an_export_test_is_scored_with_the_best_dev_epochs_weights(tiny_run, tmp_path):
+    """export.enabled false: run() scores test on run_dir/best's weights, which tfner.export --run ships, not on
+    the last epoch's it holds in memory."""
+    import shutil
+
+    shutil.copytree(tiny_run["run_dir"], tmp_path / "run")
+    config = tiny_config(str(tmp_path), ["export.enabled=false", f"data.test={tiny_run['test']}"])
+    trainer = Trainer(config, load_corpus(config), tf.distribute.OneDeviceStrategy("/cpu:0"))
+    for variable in trainer.model.trainable_variables:
+        variable.assign(tf.zeros_like(variable))  # not the best weights, whatever the last epoch was
+    trainer.restore_best()
+    best = tf.train.load_checkpoint(str(tmp_path / "run" / "best" / "model"))
+    stored = best.get_tensor("model/crf/transitions/.ATTRIBUTES/VARIABLE_VALUE")
+    assert np.array_equal(stored, trainer.model.crf.transitions.numpy()) and stored.any()
+    assert trainer.evaluate(trainer.corpus.test)["f1"] == pytest.approx(tiny_run["summary"]["test"]["f1"], abs=1e-9)
+
+
+def test_static_shapes_train_on_every_piece_their_last_batches_filled_with_empty_rows(tmp_path):
+    """A TPU's batches (train.static_shapes) have one size: a bucket's last batch is filled up with rows of length
+    0, which add no loss, gradient or token, rather than dropped with the sentences in it."""
+    config = tiny_config(str(tmp_path), ["train.static_shapes=true", "train.epochs=1", "data.dev=", "data.test="])
+    trainer = Trainer(config, load_corpus(config), tf.distribute.OneDeviceStrategy("/cpu:0"))
+    batches = list(trainer.epoch_dataset(0, 0).take(trainer.steps_per_epoch))
+    rows = [int(n) for _, labels in batches for n in labels["tag_mask"].numpy().sum(axis=1)]
+    assert {f["token_ids"].shape[0] for f, _ in batches} == {config.train.batch_size}
+    assert 0 in rows and sorted(n for n in rows if n) == sorted(len(p.text) for p in data_pieces(trainer))
+    summary = trainer.fit()
+    assert summary["steps"] == trainer.steps_per_epoch and summary["train_tokens"] == sum(rows)
+    assert all(np.isfinite(v.numpy()).all() for v in trainer.model.trainable_variables)
+
+
+def data_pieces(trainer):
+    from tfner import data
+
+    return data.split_long(trainer.corpus.train, trainer.max_seq_length - 2)

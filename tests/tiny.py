@@ -18,7 +18,7 @@ TINY_OVERRIDES = [
     "data.max_seq_length=32",  # demo sentences run to ~40 characters: training splits them, export windows them
     "train.epochs=2",
     "train.batch_size=16",
-    # The demo corpus is varied (tfner/demo.py): in these 40 steps, 5e-3 / 1e-2 reach dev F1 0.32, these 0.63.
+    # The demo corpus is varied (tfner/demo.py): in 40 steps, 5e-3 / 1e-2 reached dev F1 0.32, these 0.63.
     "train.learning_rate=1e-2",
     "train.head_learning_rate=3e-2",
     "train.checkpoint_every_steps=10",
@@ -30,8 +30,8 @@ TINY_OVERRIDES = [
 def tiny_config(tmp_dir: str, overrides: list[str] = (), sizes=(315, 64, 64)) -> Config:
     """A Config for the tiny model on a small demo corpus written under tmp_dir/data.
 
-    315 training sentences are 320 pieces at max_seq_length 32 (5 are split): 20 steps of 16 an epoch, which
-    tests/test_faults.py counts on.
+    315 training sentences are 320 pieces at max_seq_length 32 (5 are split): an epoch is one pass over them, 22
+    steps of up to 16 from 4 length buckets, which tests/test_faults.py counts on.
     """
     paths = demo.write_corpus(os.path.join(tmp_dir, "data"), sizes=sizes)
     config = load_config(demo.DEMO_CONFIG, [

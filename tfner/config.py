@@ -30,9 +30,42 @@ class _Float(float):
     """A YAML float that remembers how it was written, as _Int."""
 
 
+class _DuplicateKey(yaml.YAMLError):
+    """A mapping names one key twice; `name` is its dotted path, `first` and `second` the 1-based lines."""
+
+    def __init__(self, name: str, first: int, second: int):
+        super().__init__(f"{name!r} is written twice, at lines {first} and {second}")
+        self.name, self.first, self.second = name, first, second
+
+
+def _check_duplicate_keys(node: yaml.Node, prefix: str, seen_nodes: set) -> None:
+    """Refuses a key written twice in one mapping, at any depth: YAML keeps the last and silently drops the
+    first, so a second `train:` section appended to a file threw away every setting of the first."""
+    if id(node) in seen_nodes:  # an alias of a node already walked (and a node that holds itself)
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                name = f"{prefix}{key.value}"
+                if key.value in lines:
+                    raise _DuplicateKey(name, lines[key.value], key.start_mark.line + 1)
+                lines[key.value] = key.start_mark.line + 1
+                _check_duplicate_keys(value, f"{name}.", seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicate_keys(item, prefix, seen_nodes)
+
+
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader, but numbers keep their text: `run_dir: 2024_12_07` or `model_name: 010` (YAML 1.1
-    reads them as 20241207 and 8) stay the strings written when the field is a string."""
+    reads them as 20241207 and 8) stay the strings written when the field is a string; and a key written twice
+    in one mapping is an error (_DuplicateKey), not the last one winning."""
+
+    def construct_document(self, node):
+        _check_duplicate_keys(node, "", set())
+        return super().construct_document(node)
 
 
 def _remember_text(number_type, construct):
@@ -104,7 +137,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 200
     keep_checkpoints: int = 3
     max_steps: int = 0  # stop after this many steps in all (0 = run all epochs); for smoke tests
-    static_shapes: bool = False  # pad every batch to its bucket and drop ragged last batches (TPU); auto for tpu
+    static_shapes: bool = False  # pad batches to their bucket, last ones filled with empty rows (TPU); auto for tpu
 
 
 @dataclasses.dataclass
@@ -181,8 +214,10 @@ _CHOICES = {
 }
 
 # Numbers with a range: a value outside it fails at load time, naming the key, instead of mid-run as a
-# division by zero (checkpoint_every_steps: 0), an empty loop (batch_size: 0) or a diverging loss.
+# division by zero (checkpoint_every_steps: 0), an empty loop (batch_size: 0) or a diverging loss. An empty
+# run_dir (`run_dir: ~`, `--set run_dir=`) failed at the first write with "No such file or directory: ''".
 _RANGES = {
+    "run_dir": (lambda v: bool(v.strip()), "a folder for the run's files, e.g. runs/resume_ner"),
     "data.max_seq_length": (lambda v: v >= 3, ">= 3 ([CLS], at least one character, [SEP])"),
     "model.num_layers": (lambda v: v >= 1, ">= 1"),
     "model.hidden_dim": (lambda v: v >= 1, ">= 1"),
@@ -213,6 +248,9 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
                 raw = yaml.load(f, Loader=_Loader)
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except _DuplicateKey as e:
+            raise ConfigError(f"{path}:{e.second}: {e}; YAML would keep only the second and silently drop the "
+                              "first's settings: write the key once (merge the two)") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
         if raw is not None:
@@ -223,8 +261,17 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
         key, sep, text = override.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {override!r}: expected key=value, e.g. --set train.epochs=3")
-        _merge(config, _nest(key.strip(), yaml.load(text, Loader=_Loader) if text.strip() else ""),
-               f"--set {override}", "")
+        try:
+            value = yaml.load(text, Loader=_Loader) if text.strip() else ""
+        except _DuplicateKey as e:
+            raise ConfigError(f"--set {override}: {key.strip() + '.' + e.name!r} is written twice; write it once") \
+                from None
+        except yaml.YAMLError:
+            # Text YAML cannot parse (a glob starting with *, an unclosed [, a leading @) is taken as written:
+            # a string field gets it as is (data.train=*.bmes just works); any other field refuses it by key
+            # and type in _coerce ("'train.epochs' must be an integer, got '[3'").
+            value = text.strip()
+        _merge(config, _nest(key.strip(), value), f"--set {override}", "")
     sources = ([path] if path else []) + [f"--set {o}" for o in overrides]
     _check_consistency(config, ", ".join(sources) or "the default config")
     return config

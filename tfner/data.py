@@ -23,12 +23,14 @@ Tags sit on the characters only: the model drops the [CLS] position and masks [S
 loss, so tags[i] is the tag of character i.
 """
 
+import bisect
+import collections
 import dataclasses
 import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import tensorflow as tf
 
@@ -220,6 +222,31 @@ def _line_list(numbers: list[int]) -> str:
     return ", ".join(f"line {n}" for n in numbers[:5]) + (" ..." if len(numbers) > 5 else "")
 
 
+# A JSON escape of half a UTF-16 surrogate pair ("\ud83d": an emoji cut in two by a UTF-16 tool) loads as a lone
+# surrogate, which is no character and has no UTF-8 form: TensorFlow failed on it at the first batch, naming no
+# file or line. Only an escape makes one (UTF-8 decoding refuses an encoded surrogate), so lines without one
+# are not searched.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_FIX = ("half of a UTF-16 surrogate pair (an emoji cut in two?), which is no character and has no UTF-8 "
+                  "form; repair the record (a JSON escape of an emoji is a pair, e.g. \\ud83d\\ude00)")
+
+
+def check_surrogates(path: str, number: int, line: str, record: dict, field: str = "text",
+                     whole_record: bool = True) -> None:
+    """Refuses a JSON record whose `field` (or, with whole_record, any string: labels, mentions) holds a lone
+    surrogate, naming the file, line, code point and the fix. `line` is the record's JSON text."""
+    if not _ESCAPED_SURROGATE.search(line):
+        return
+    lone = _SURROGATE.search(record[field])
+    if lone:
+        raise DataError(f"{path}:{number}: {field!r} holds U+{ord(lone.group()):04X} at character {lone.start()}, "
+                        f"{_SURROGATE_FIX}")
+    lone = _SURROGATE.search(json.dumps(record, ensure_ascii=False)) if whole_record else None
+    if lone:
+        raise DataError(f"{path}:{number}: a string of the record holds U+{ord(lone.group()):04X}, {_SURROGATE_FIX}")
+
+
 def _read_json_records(path: str) -> Iterable[tuple[int, dict]]:
     for number, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
@@ -230,6 +257,7 @@ def _read_json_records(path: str) -> Iterable[tuple[int, dict]]:
             raise DataError(f"{path}:{number}: not a JSON object ({e.msg}); expected one JSON object per line") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise DataError(f"{path}:{number}: expected an object with a string field 'text'")
+        check_surrogates(path, number, line, record)
         yield number, record
 
 
@@ -330,11 +358,13 @@ def entity_types(examples: Iterable[Example]) -> list[str]:
 def split_long(examples: Iterable[Example], max_chars: int) -> list[Example]:
     """Cuts examples longer than max_chars into pieces, never inside an entity when a cut outside one exists.
 
-    Training sees every character this way; the export tags long texts with overlapping windows instead.
+    Training sees every character this way; the export tags long texts with overlapping windows instead. An
+    entity longer than max_chars fits in no piece: its characters train as O, counted in one warning.
     """
-    pieces = []
+    pieces, too_long = [], []
     for example in examples:
         text, spans, start = example.text, sorted(example.spans), 0
+        too_long.extend(s.end - s.start for s in spans if s.end - s.start > max_chars)
         while len(text) - start > max_chars:
             cut = start + max_chars
             for span in spans:  # move the cut back to the start of an entity it would split
@@ -345,6 +375,14 @@ def split_long(examples: Iterable[Example], max_chars: int) -> list[Example]:
             start = cut
         rest = [s for s in spans if s.start >= start]
         pieces.append(Example(text[start:], tuple(Span(s.start - start, s.end - start, s.label) for s in rest)))
+    if too_long:
+        log.warning(
+            "%d %s longer than the training window of %d characters (data.max_seq_length %d) %s in no training "
+            "piece: their characters train as O; the longest has %d characters; to train on them, raise "
+            "data.max_seq_length to at least %d",
+            len(too_long), "entity" if len(too_long) == 1 else "entities", max_chars, max_chars + 2,
+            "is" if len(too_long) == 1 else "are", max(too_long), max(too_long) + 2,
+        )
     return pieces
 
 
@@ -460,25 +498,39 @@ def replicas_per_pipeline(context: tf.distribute.InputContext) -> int:
 def bucket_batches(dataset: tf.data.Dataset, boundaries: list[int], batch_size: int, padded_shapes: dict,
                    padding_values: dict, static_shapes: bool, replicas: int = 1) -> tf.data.Dataset:
     """Padded batches of `batch_size` elements from one length bucket each (element["length"] + 2 tokens, up to
-    boundaries[k]); the last partial batch of a bucket is dropped when static_shapes.
+    boundaries[k]); with static_shapes, a bucket's last, partial batch is filled up with empty rows.
 
     `replicas` consecutive batches come from one bucket: the replicas of one step (N GPUs fed by one pipeline,
     a TPU host's cores) get batches of one length, which a TPU's replicas must have (static_shapes then gives
     them one shape) and which lets GPUs finish their step together.
     """
+    bucket_size = batch_size * replicas
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=lambda e: e["length"] + 2,
         bucket_boundaries=[b + 1 for b in boundaries[:-1]],  # tf.data's boundaries are exclusive upper bounds
-        bucket_batch_sizes=[batch_size * replicas] * len(boundaries),
+        bucket_batch_sizes=[bucket_size] * len(boundaries),
         padded_shapes=padded_shapes,
         padding_values=padding_values,
-        drop_remainder=static_shapes,
     )
+    if static_shapes:
+        # One batch size for XLA to compile, and no example dropped: rows of length 0 make up the rest (the CRF's
+        # log-likelihood of an empty row is 0, a masked-LM row of weight 0 adds nothing; neither counts tokens).
+        dataset = dataset.map(lambda batch: {key: _filled(value, bucket_size, padding_values[key])
+                                             for key, value in batch.items()})
     if replicas == 1:
         return dataset
     # Each bucket batch cut on its own (Dataset.rebatch would join the leftover of one to the next one, of
     # another length, at the end of a finite dataset).
-    return dataset.flat_map(lambda batch: tf.data.Dataset.from_tensors(batch).unbatch().batch(batch_size))
+    return dataset.flat_map(
+        lambda batch: tf.data.Dataset.from_tensors(batch).unbatch().batch(batch_size, drop_remainder=static_shapes))
+
+
+def _filled(value: tf.Tensor, rows: int, padding_value) -> tf.Tensor:
+    """`value` with rows of `padding_value` added at the end of dimension 0, up to `rows`; that dimension static."""
+    missing = rows - tf.shape(value)[0]
+    paddings = [[0, missing]] + [[0, 0]] * (value.shape.rank - 1)
+    filled = tf.pad(value, paddings, constant_values=tf.cast(padding_value, value.dtype))
+    return tf.ensure_shape(filled, [rows] + value.shape.as_list()[1:])
 
 
 def batch_dataset(
@@ -500,9 +552,11 @@ def batch_dataset(
         max_seq_length: int. Longest packed sequence, [CLS] and [SEP] included.
         shuffle_seed: int or None. Shuffle with this seed (one fixed order; pass seed + epoch for a new order
             each epoch, reproducibly), or keep file order if None.
-        static_shapes: bool. Pad every batch to its bucket boundary and drop incomplete batches (TPU).
+        static_shapes: bool. Pad every batch to its bucket boundary, and a bucket's last batch to the batch size
+            with empty rows (TPU).
         input_context: tf.distribute.InputContext or None. Shard by input pipeline for multi-worker runs.
-        repeat: bool. Cycle through the (sharded, shuffled) data without end, for loops that count steps.
+        repeat: bool. Pass after pass without end, for loops that count steps; every pass is the same
+            permutation and ends with its buckets' partial batches (batches_per_pass counts a pass's steps).
 
     Returns:
         Batches (features, labels): features {"token_ids", "segment_ids", "padding_mask"} of shape [B, T];
@@ -512,8 +566,6 @@ def batch_dataset(
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if shuffle_seed is not None:
         dataset = dataset.shuffle(100_000, seed=shuffle_seed, reshuffle_each_iteration=False)
-    if repeat:  # after the shuffle: each pass is one permutation, not a mix of several passes
-        dataset = dataset.repeat()
 
     def tokenize(element):
         ids = tokenizer(element["text"])[: max_seq_length - 2]
@@ -541,6 +593,44 @@ def batch_dataset(
         }
         return features, labels
 
-    return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
-        tf.data.AUTOTUNE
-    )
+    dataset = dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if repeat:
+        # After the batching, not before: each pass ends with its buckets' partial batches. Repeated before,
+        # the stream never ended, so a bucket too sparse to fill a batch before the epoch's last step (the
+        # longest sentences: Resume's 111-178 characters) was never trained on, in any epoch.
+        dataset = dataset.repeat()
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def batches_per_pass(length_counts: Mapping[int, int], global_batch: int, max_seq_length: int,
+                     static_shapes: bool = False, replicas: int = 1, pipelines: int = 1) -> int:
+    """Train steps that one pass of batch_dataset (or masked_lm_batches) over examples of these lengths takes.
+
+    An epoch is this many steps, so that it ends where its pass ends, partial batches included. With several
+    input pipelines (workers, TPU hosts) each gets a shard of every bucket, at most ceil(n / pipelines) of its
+    n examples: the count is that bound, so no pipeline's pass is cut short; a pipeline with a smaller shard
+    wraps into its next pass for the last steps (and sees a few examples twice).
+
+    Args:
+        length_counts: {characters: examples of that length} (pieces: at most max_seq_length - 2 characters).
+        global_batch: int. Examples per step, over all replicas.
+        max_seq_length: int. As batch_dataset's.
+        static_shapes: bool. As batch_dataset's (its buckets are wider; their last batches are filled up).
+        replicas: int. Replicas in sync.
+        pipelines: int. Input pipelines (1 but for multi-worker and multi-host TPU runs).
+    """
+    boundaries = bucket_boundaries(max_seq_length, static_shapes) + [max_seq_length]
+    per_bucket = collections.Counter()
+    for length, count in length_counts.items():
+        per_bucket[bisect.bisect_left(boundaries, min(length, max_seq_length - 2) + 2)] += count
+    pipeline_batch = global_batch // pipelines  # one bucket batch: a batch for each replica the pipeline feeds
+    replica_batch = global_batch // replicas
+    replicas_per_pipeline = max(1, replicas // pipelines)
+    batches = 0  # per replica
+    for count in per_bucket.values():
+        count = -(-count // pipelines)
+        full, rest = divmod(count, pipeline_batch)
+        # A partial bucket batch: cut into per-replica batches, or, static, filled up (one batch a replica).
+        partial = replicas_per_pipeline if static_shapes else -(-rest // replica_batch)
+        batches += full * replicas_per_pipeline + (partial if rest else 0)
+    return max(1, -(-batches // replicas_per_pipeline))

@@ -38,7 +38,7 @@ import tensorflow as tf
 from tfner import data
 from tfner import export as export_lib
 from tfner import unlabelled
-from tfner.config import Config, load_config
+from tfner.config import Config, ConfigError, load_config
 from tfner.inference import NerModule
 from tfner.labels import TagSet
 from tfner.model import NerTagger
@@ -64,10 +64,13 @@ def distillation_loss(teacher: tf.Tensor, student: tf.Tensor, temperature: float
 
 
 def read_teacher(config: Config) -> tuple[Config, TagSet]:
-    """The teacher run's config and tag set; the student's config adopts its vocabulary and lowercasing."""
+    """The teacher run's config and tag set; the student's config adopts its vocabulary and lowercasing.
+
+    Refusals are ConfigErrors naming the key: main() prints them in one line, exit 2.
+    """
     teacher = config.distill.teacher
     if not teacher:
-        raise ValueError("distill.teacher is empty: name the teacher's run_dir, e.g. --set distill.teacher=runs/resume_ner")
+        raise ConfigError("distill.teacher is empty: name the teacher's run_dir, e.g. --set distill.teacher=runs/resume_ner")
     if not tf.io.gfile.exists(os.path.join(teacher, "config.yaml")):
         try:
             resolve_version(teacher)
@@ -75,25 +78,30 @@ def read_teacher(config: Config) -> tuple[Config, TagSet]:
         except FileNotFoundError:
             is_export = False
         if is_export:
-            raise ValueError(
+            raise ConfigError(
                 f"distill.teacher {teacher} is an export: its serving signature returns decoded tags, not the "
                 "per-character tag distributions a student learns from; give the run_dir it was exported from "
                 "(the folder with config.yaml, vocab.txt, labels.txt and best/)"
             )
         raise FileNotFoundError(f"distill.teacher {teacher}: no config.yaml there; give the run_dir of a "
                                 "python -m tfner.train run")
+    missing = [name for name in ("labels.txt", "vocab.txt") if not tf.io.gfile.exists(os.path.join(teacher, name))]
+    if missing:  # a train run writes them at its start, beside config.yaml: a partial copy of the folder?
+        raise ConfigError(f"distill.teacher {teacher}: no {' or '.join(missing)} beside its config.yaml; give the "
+                          "whole run_dir of a python -m tfner.train run (copy it again if it was cut short)")
     teacher_config = load_config(os.path.join(teacher, "config.yaml"))
     with tf.io.gfile.GFile(os.path.join(teacher, "labels.txt")) as f:
         tag_set = TagSet(f.read().split())
     vocab = os.path.join(teacher, "vocab.txt")
     if config.data.vocab and os.path.abspath(config.data.vocab) != os.path.abspath(vocab):
-        raise ValueError(f"data.vocab {config.data.vocab}: the student shares the teacher's vocabulary ({vocab}); "
+        raise ConfigError(f"data.vocab {config.data.vocab}: the student shares the teacher's vocabulary ({vocab}); "
                          "leave data.vocab empty")
     if config.data.max_seq_length > teacher_config.data.max_seq_length:
-        raise ValueError(
+        raise ConfigError(
             f"data.max_seq_length {config.data.max_seq_length} is above the teacher's "
             f"{teacher_config.data.max_seq_length} ({teacher}/config.yaml): the teacher reads the student's batches "
-            "and has no position embeddings beyond its own length"
+            "and has no position embeddings beyond its own length; set data.max_seq_length to at most "
+            f"{teacher_config.data.max_seq_length}"
         )
     config.data.vocab = vocab
     config.data.lowercase = teacher_config.data.lowercase
@@ -105,7 +113,7 @@ def load_distill_corpus(config: Config, tag_set: TagSet) -> Corpus:
     corpus = load_corpus(config)
     unknown = sorted(set(data.entity_types(corpus.train)) - set(tag_set.labels))
     if unknown:
-        raise ValueError(f"data.train has entity types the teacher ({config.distill.teacher}) was not trained on: "
+        raise data.DataError(f"data.train has entity types the teacher ({config.distill.teacher}) was not trained on: "
                          f"{unknown}; distil on data with the teacher's types {tag_set.labels}")
     corpus.tag_set = tag_set
     return corpus
@@ -126,9 +134,10 @@ class DistillTrainer(Trainer):
                  extra_texts: list[str]):
         d = config.distill
         if d.temperature <= 0:
-            raise ValueError(f"distill.temperature must be above 0, got {d.temperature}")
+            raise ConfigError(f"distill.temperature must be above 0, got {d.temperature}; give a positive "
+                              "temperature (tfner's default is 2)")
         if not 0.0 <= d.soft_weight <= 1.0:
-            raise ValueError(f"distill.soft_weight must be in [0, 1], got {d.soft_weight}")
+            raise ConfigError(f"distill.soft_weight must be in [0, 1], got {d.soft_weight}; tfner's default is 0.5")
         self.teacher = teacher.model
         self.teacher.trainable = False
         super().__init__(config, corpus, strategy)

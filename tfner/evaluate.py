@@ -16,6 +16,7 @@ import sys
 import tensorflow as tf
 
 from tfner import data, metrics
+from tfner.atomic_write import write_atomically
 from tfner.labels import Span
 from tfner.predict import SavedModelPredictor
 
@@ -53,6 +54,15 @@ def main(argv: list[str] | None = None) -> int:
                              "it as one U+FFFD (data.lost_characters in training)")
     parser.add_argument("--output", help="write the metrics as JSON here")
     args = parser.parse_args(argv)
+    if args.output:  # checked before scoring, which can take minutes, not found after it
+        folder, problem = os.path.dirname(args.output) or ".", None
+        if tf.io.gfile.isdir(args.output):
+            problem = f"a folder; name a file in it, e.g. {os.path.join(args.output, 'metrics.json')}"
+        elif not tf.io.gfile.isdir(folder):
+            problem = f"the folder {folder} does not exist; create it (mkdir -p {folder}) or name another file"
+        if problem:
+            print(f"tfner.evaluate: --output {args.output}: {problem}", file=sys.stderr)
+            return 2
     try:
         examples = data.read_examples(args.data, args.format, args.scheme, args.lost_characters)
         if not any(e.spans for e in examples):
@@ -69,9 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tfner.evaluate: warning: entity type(s) {', '.join(unknown)} of the data are not among the model's "
               f"({', '.join(model_entity_types(result['model']))}): it cannot find them, so they score as missed; "
               "check that --data belongs to this model", file=sys.stderr)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2, ensure_ascii=False)
+    if args.output:  # a temporary name renamed into place: a kill mid-write leaves no half a JSON file
+        try:
+            write_atomically(args.output, json.dumps(result, indent=2, ensure_ascii=False))
+        except (OSError, tf.errors.OpError) as e:  # e.g. the folder is not writable (the scores are printed above)
+            print(f"tfner.evaluate: --output {args.output}: cannot write it ({getattr(e, 'message', e)})",
+                  file=sys.stderr)
+            return 2
     return 0
 
 

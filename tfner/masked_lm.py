@@ -104,7 +104,8 @@ def masked_lm_batches(
         batch_size: int. Sequences per batch.
         max_seq_length: int. Tokens per sequence, [CLS] and [SEP] included.
         seed: (int, int). The base of the per-sequence stateless seeds.
-        static_shapes: bool. Pad every batch to its bucket's length and drop ragged batches (TPU).
+        static_shapes: bool. Pad every batch to its bucket's length, and a bucket's last batch to the batch
+            size with empty rows (TPU).
         bucket: bool. Group by length as training does; False keeps the order and pads every batch to
             max_seq_length (one shape: scoring traces once).
         replicas: int. Consecutive batches that share a length bucket (data.bucket_batches).

@@ -20,6 +20,7 @@ tfner skips); it lives in the run's checkpoints.
 """
 
 import argparse
+import collections
 import logging
 import math
 import os
@@ -30,29 +31,32 @@ import tensorflow as tf
 
 from tfner import checkpoint as checkpoint_lib
 from tfner import data, masked_lm, unlabelled
-from tfner.config import Config, load_config, save_config
+from tfner.config import Config, ConfigError, load_config, save_config
 from tfner.model import build_backbone
 from tfner.tokenizer import MASK, CharTokenizer, read_vocabulary, write_vocabulary
-from tfner.train import CLEAR_ERRORS, TrainingLoop, _write_json, random_states, start_process
+from tfner.train import (CLEAR_ERRORS, TrainingLoop, _write_json, input_pipelines, random_states, start_process,
+                         uses_static_shapes)
 
 log = logging.getLogger("tfner.pretrain")
 
 
 def check_config(config: Config) -> None:
-    """Refuses settings pretraining cannot run with, naming the field."""
+    """Refuses settings pretraining cannot run with, naming the field (a ConfigError: main() prints it in one
+    line, exit 2)."""
     p = config.pretrain
     if not p.text:
-        raise ValueError("pretrain.text is empty: name the unlabelled text files, e.g. --set pretrain.text=a.txt,b.jsonl")
+        raise ConfigError("pretrain.text is empty: name the unlabelled text files, e.g. --set pretrain.text=a.txt,b.jsonl")
     for name in ("mask_rate", "mask_token_rate", "random_token_rate"):
         if not 0.0 <= getattr(p, name) <= 1.0:
-            raise ValueError(f"pretrain.{name} must be in [0, 1], got {getattr(p, name)}")
+            raise ConfigError(f"pretrain.{name} must be in [0, 1], got {getattr(p, name)}; BERT uses "
+                              f"{getattr(type(p), name)}")
     if p.mask_rate == 0.0:
-        raise ValueError("pretrain.mask_rate is 0: nothing would be predicted; BERT uses 0.15")
+        raise ConfigError("pretrain.mask_rate is 0: nothing would be predicted; BERT uses 0.15")
     if p.mask_token_rate + p.random_token_rate > 1.0:
-        raise ValueError(f"pretrain.mask_token_rate + pretrain.random_token_rate must be at most 1, got "
-                         f"{p.mask_token_rate} + {p.random_token_rate}")
+        raise ConfigError(f"pretrain.mask_token_rate + pretrain.random_token_rate must be at most 1, got "
+                          f"{p.mask_token_rate} + {p.random_token_rate}; BERT uses 0.8 + 0.1")
     if p.held_out < 0:
-        raise ValueError(f"pretrain.held_out must be 0 or more, got {p.held_out}")
+        raise ConfigError(f"pretrain.held_out must be 0 or more, got {p.held_out}; 0 holds nothing out")
 
 
 def output_dir(config: Config) -> str:
@@ -75,23 +79,40 @@ class MaskedLMTrainer(TrainingLoop):
         config: Config. data.max_seq_length/lowercase, model.* (init or shape), train.*, pretrain.*.
         strategy: tf.distribute.Strategy. Where the steps run.
         vocabulary: list of str. The run's vocabulary.
-        num_sequences: int. Sequences in the corpus (tfner.unlabelled.survey), held-out ones included.
+        corpus: unlabelled.Survey. The corpus's sequences (held-out ones included) and their lengths, surveyed
+            with `first` >= pretrain.held_out.
     """
 
-    def __init__(self, config: Config, strategy: tf.distribute.Strategy, vocabulary: list[str], num_sequences: int):
+    def __init__(self, config: Config, strategy: tf.distribute.Strategy, vocabulary: list[str],
+                 corpus: unlabelled.Survey):
         p = config.pretrain
+        num_sequences = corpus.sequences
         if MASK not in vocabulary:
-            raise ValueError(f"the vocabulary has no {MASK} token, which masked-LM training needs")
+            source = f"data.vocab {config.data.vocab}" if config.data.vocab else f"model.init {config.model.init}"
+            raise ConfigError(f"the vocabulary of {source} has no {MASK} token, which masked-LM training needs; use "
+                              f"a BERT vocabulary (it has {MASK})")
         self.max_seq_length = config.data.max_seq_length
         self.tokenizer = CharTokenizer(vocabulary, config.data.lowercase)
         self.num_train = num_sequences - p.held_out
+        if self.num_train <= 0:  # said as such: "after the 5000 held out, -3657 are left" read as a bug
+            raise ConfigError(
+                f"pretrain.held_out {p.held_out} is not below the {num_sequences} sequences of pretrain.text (of up "
+                f"to {self.max_seq_length - 2} characters): nothing is left to train on; hold out fewer (e.g. "
+                f"pretrain.held_out={num_sequences // 10}) or give more text"
+            )
         if self.num_train < config.train.batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"pretrain.text has {num_sequences} sequences of up to {self.max_seq_length - 2} characters; after "
                 f"the {p.held_out} held out (pretrain.held_out), {self.num_train} are left, fewer than one batch "
                 f"(train.batch_size {config.train.batch_size}); give more text or hold out less"
             )
-        super().__init__(config, strategy, math.ceil(self.num_train / config.train.batch_size))
+        # An epoch is one pass over the sequences not held out, partial batches included (tfner.train.Trainer).
+        lengths = collections.Counter(corpus.lengths)
+        lengths.subtract(corpus.first_lengths[:p.held_out])
+        steps = data.batches_per_pass(lengths, config.train.batch_size, self.max_seq_length,
+                                      uses_static_shapes(config, strategy), strategy.num_replicas_in_sync,
+                                      input_pipelines(strategy))
+        super().__init__(config, strategy, steps)
         with strategy.scope():
             self.backbone = build_backbone(config.model, len(vocabulary), self.max_seq_length)
             self.model, head_variables = masked_lm.build_masked_lm(self.backbone)
@@ -113,11 +134,13 @@ class MaskedLMTrainer(TrainingLoop):
             texts = self.source.skip(config.pretrain.held_out)
             if context.num_input_pipelines > 1:
                 texts = texts.shard(context.num_input_pipelines, context.input_pipeline_id)
-            # One permutation a pass (a bounded buffer for corpora larger than memory), then repeated so that
-            # every epoch is steps_per_epoch batches; the masks follow each sequence's place in this order.
+            # One permutation a pass (a bounded buffer for corpora larger than memory); the masks follow each
+            # sequence's place in this order. Repeated after the batching, as tfner.data.batch_dataset does, so
+            # that each pass ends with its buckets' partial batches and an epoch of steps_per_epoch steps is one
+            # pass: repeated before, a bucket too sparse to fill a batch was never trained on.
             texts = texts.shuffle(config.pretrain.shuffle_buffer, seed=seed + epoch, reshuffle_each_iteration=False)
             return masked_lm.masked_lm_batches(
-                texts.repeat(),
+                texts,
                 self.tokenizer,
                 config.pretrain,
                 context.get_per_replica_batch_size(self.global_batch),
@@ -125,7 +148,7 @@ class MaskedLMTrainer(TrainingLoop):
                 seed=(seed * 1_000_003 + epoch, context.input_pipeline_id * 2**40),
                 static_shapes=self.static_shapes,
                 replicas=data.replicas_per_pipeline(context),
-            )
+            ).repeat()
 
         return self.distribute(dataset_fn, skip)
 
@@ -188,8 +211,8 @@ def prepare_run_dir(config: Config, vocabulary: list[str]) -> None:
     os.makedirs(config.run_dir, exist_ok=True)
     vocab_path = os.path.join(config.run_dir, "vocab.txt")
     if os.path.exists(vocab_path) and read_vocabulary(vocab_path) != vocabulary:
-        raise ValueError(f"{config.run_dir} holds a run with another vocabulary ({vocab_path}); choose a new "
-                         "run_dir (or delete the old one) to start afresh")
+        raise ConfigError(f"run_dir {config.run_dir} holds a run with another vocabulary ({vocab_path}); choose a "
+                          "new run_dir (or delete the old one) to start afresh")
     save_config(config, os.path.join(config.run_dir, "config.yaml"))
     write_vocabulary(vocabulary, vocab_path)
 
@@ -199,9 +222,9 @@ def pretrain(config: Config, strategy: tf.distribute.Strategy | None = None) -> 
     check_config(config)
     strategy = start_process(config, strategy)
     corpus = unlabelled.survey(config.pretrain.text, config.data.max_seq_length - 2, config.pretrain.text_field,
-                               config.data.lowercase)
+                               config.data.lowercase, first=config.pretrain.held_out)
     vocabulary = run_vocabulary(config, corpus)
-    trainer = MaskedLMTrainer(config, strategy, vocabulary, corpus.sequences)
+    trainer = MaskedLMTrainer(config, strategy, vocabulary, corpus)
     if trainer.is_chief:
         prepare_run_dir(config, vocabulary)
     before = trainer.starting_figure("held_out_before", trainer.evaluate)  # random, or the checkpoint given

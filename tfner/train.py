@@ -12,17 +12,18 @@ ends where an uninterrupted one would.
 """
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import sys
 import time
 
 import keras
 import tensorflow as tf
+import yaml
 from tensorflow.core.framework import summary_pb2
 
 from tfner import data, demo, faults, metrics
@@ -47,6 +48,8 @@ def read_configured_vocabulary(path: str) -> list[str]:
     if not tf.io.gfile.exists(path):
         raise ConfigError(f"data.vocab: {path}: no such file; name a BERT vocab.txt, or leave data.vocab empty for "
                           "the checkpoint's own (from scratch: one built from data.train)")
+    if tf.io.gfile.isdir(path):
+        raise ConfigError(f"data.vocab: {path} is a folder; name the vocab.txt file in it")
     try:
         return read_vocabulary(path)
     except ValueError as e:  # not a BERT vocab.txt
@@ -156,6 +159,22 @@ def _runs_on_one_cpu(strategy: tf.distribute.Strategy) -> bool:
     return tf.DeviceSpec.from_string(device).device_type == "CPU"
 
 
+def uses_static_shapes(config: Config, strategy: tf.distribute.Strategy) -> bool:
+    """Whether batches are padded to their bucket's length and partial ones dropped: train.static_shapes, or a TPU."""
+    return config.train.static_shapes or isinstance(strategy, tf.distribute.TPUStrategy)
+
+
+def input_pipelines(strategy: tf.distribute.Strategy) -> int:
+    """How many input pipelines the strategy runs: one a worker (multi-worker), one a host (TPU), else one."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return max(1, strategy.extended.num_hosts)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and resolver is not None:
+        spec = resolver.cluster_spec()
+        return max(1, sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs))
+    return 1
+
+
 class TrainingLoop:
     """Steps over epochs under a tf.distribute strategy, with checkpoints, exact resume, progress and TensorBoard.
 
@@ -175,7 +194,8 @@ class TrainingLoop:
         config: Config. The run; train.* and run_dir are read here.
         strategy: tf.distribute.Strategy. Where the steps run.
         steps_per_epoch: int. Global batches per epoch, the same on every worker (multi-worker all-reduces
-            would hang otherwise), so an epoch is a fixed count of batches over a repeated stream.
+            would hang otherwise), so an epoch is a fixed count of batches over a repeated stream: one pass,
+            partial batches included (data.batches_per_pass).
     """
 
     def __init__(self, config: Config, strategy: tf.distribute.Strategy, steps_per_epoch: int):
@@ -188,7 +208,7 @@ class TrainingLoop:
                 f"train.batch_size {t.batch_size} does not divide evenly over the {replicas} replicas of "
                 f"train.distribute {config.train.distribute!r}; set train.batch_size to a multiple of {replicas}"
             )
-        self.static_shapes = t.static_shapes or isinstance(strategy, tf.distribute.TPUStrategy)
+        self.static_shapes = uses_static_shapes(config, strategy)
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.total_steps = self.steps_per_epoch * t.epochs
         if t.max_steps:
@@ -408,11 +428,16 @@ class Trainer(TrainingLoop):
         self.corpus = corpus
         self.max_seq_length = config.data.max_seq_length
         self.tokenizer = CharTokenizer(corpus.vocabulary, config.data.lowercase)
-        # An epoch is as many batches as there are pieces (a sentence longer than a window is split; overlap
-        # warnings are logged once), not sentences: counted by sentences, an epoch of CLUENER at max_seq_length
-        # 32 never reached 44 % of its pieces.
+        # An epoch is one pass over the pieces (a sentence longer than a window is split; overlap warnings are
+        # logged once), not the sentences: counted by sentences, an epoch of CLUENER at max_seq_length 32 never
+        # reached 44 % of its pieces. Its steps are the pass's batches, the partial ones of each length bucket
+        # included: counted as pieces / batch size, the epoch ended before them, and the longest sentences, in
+        # buckets too sparse to fill a batch, were never trained on.
         pieces = data.split_long(corpus.train, self.max_seq_length - 2)
-        super().__init__(config, strategy, math.ceil(len(pieces) / config.train.batch_size))
+        steps = data.batches_per_pass(collections.Counter(len(p.text) for p in pieces), config.train.batch_size,
+                                      self.max_seq_length, uses_static_shapes(config, strategy),
+                                      strategy.num_replicas_in_sync, input_pipelines(strategy))
+        super().__init__(config, strategy, steps)
         with strategy.scope():
             self.model = self.build_model()
             self.build_optimizers(self.model.trainable_variables, self.model.head_variables())
@@ -494,6 +519,11 @@ class Trainer(TrainingLoop):
         summary = super().fit()
         summary["best_dev_f1"] = float(self.best_f1.numpy()) if self.corpus.dev else None
         return summary
+
+    def restore_best(self) -> None:
+        """Puts run_dir/best's weights (the best dev epoch's) into the model."""
+        best = os.path.join(self.config.run_dir, "best", "model")
+        tf.train.Checkpoint(model=self.model).read(best).assert_existing_objects_matched().expect_partial()
 
     def save_best(self) -> None:
         """Writes the model weights to run_dir/best, through a temporary folder renamed into place.
@@ -582,23 +612,55 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
                                                      and "chief" not in resolver.cluster_spec().as_dict())
 
 
+# Settings that give a run's checkpoints their shapes: a run_dir whose run had others holds another model.
+SHAPE_KEYS = ("model.num_layers", "model.hidden_dim", "model.num_heads", "model.intermediate_dim", "model.head",
+              "data.max_seq_length")
+
+
+def check_same_experiment(config: Config, corpus: Corpus) -> None:
+    """Refuses a run_dir that holds a run of other entity types, another vocabulary or another model shape.
+
+    Checked before anything is written: the restore would fail on the checkpoints' shapes anyway, but only after
+    config.yaml and vocab.txt had been overwritten with this run's, which left the old run unexportable.
+    """
+    labels_path = os.path.join(config.run_dir, "labels.txt")
+    if not os.path.exists(labels_path):
+        return
+    differences = []
+    with open(labels_path, encoding="utf-8") as f:
+        previous = f.read().split()
+    if previous != corpus.tag_set.labels:
+        differences.append(f"entity types {previous}, not {corpus.tag_set.labels}")
+    vocab_path = os.path.join(config.run_dir, "vocab.txt")
+    if os.path.exists(vocab_path) and read_vocabulary(vocab_path) != corpus.vocabulary:
+        differences.append(f"a vocabulary of {len(read_vocabulary(vocab_path))} tokens, not this run's "
+                           f"{len(corpus.vocabulary)} (the training data or data.vocab changed)")
+    config_path = os.path.join(config.run_dir, "config.yaml")
+    if os.path.exists(config_path):
+        with open(config_path, encoding="utf-8") as f:
+            before = yaml.safe_load(f) or {}  # as written, not through load_config: an older run's keys may differ
+        for key in SHAPE_KEYS:
+            section, name = key.split(".")
+            then, now = (before.get(section) or {}).get(name), getattr(getattr(config, section), name)
+            if then is not None and then != now:
+                differences.append(f"{key} {then!r}, not {now!r}")
+    if differences:
+        raise ConfigError(
+            f"run_dir {config.run_dir} holds another run: {'; '.join(differences)}. Choose a new run_dir (or delete "
+            "the old one) to start afresh, or run again with that run's settings to resume it"
+        )
+
+
 def prepare_run_dir(config: Config, corpus: Corpus) -> None:
     """Writes config.yaml, vocab.txt and labels.txt; a run_dir of another experiment is refused."""
     os.makedirs(config.run_dir, exist_ok=True)
-    labels_path = os.path.join(config.run_dir, "labels.txt")
-    if os.path.exists(labels_path):
-        with open(labels_path, encoding="utf-8") as f:
-            previous = f.read().split()
-        if previous != corpus.tag_set.labels:
-            raise ValueError(
-                f"{config.run_dir} holds a run with entity types {previous}, not {corpus.tag_set.labels}; "
-                "choose a new run_dir (or delete the old one) to start afresh"
-            )
+    check_same_experiment(config, corpus)
     save_config(config, os.path.join(config.run_dir, "config.yaml"))
     write_vocabulary(corpus.vocabulary, os.path.join(config.run_dir, "vocab.txt"))
     # Rewritten on every start, read back by the next one: whole or not at all, so that a kill in the write
     # never leaves an empty labels.txt that refuses every restart as "another experiment".
-    write_atomically(labels_path, "".join(f"{label}\n" for label in corpus.tag_set.labels))
+    write_atomically(os.path.join(config.run_dir, "labels.txt"),
+                     "".join(f"{label}\n" for label in corpus.tag_set.labels))
 
 
 def start_process(config: Config, strategy: tf.distribute.Strategy | None = None) -> tf.distribute.Strategy:
@@ -626,6 +688,7 @@ def run(trainer: Trainer) -> dict:
             if corpus.test:
                 summary["test"] = evaluate_saved_model(summary["export"], corpus.test)
         elif corpus.test:
+            trainer.restore_best()  # the weights tfner.export --run would ship, not the last epoch's
             summary["test"] = trainer.evaluate(corpus.test)
         _write_json(os.path.join(config.run_dir, "metrics.json"), summary)
     trainer.remove_scratch()

@@ -15,13 +15,14 @@ sequence, a 300-character document gives pieces of 126, 126 and 48.
 Bad input raises tfner.data.DataError naming the file and line.
 """
 
+import collections
 import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 
 import tensorflow as tf
 
-from tfner.data import DataError, expand_paths
+from tfner.data import DataError, check_surrogates, expand_paths
 from tfner.tokenizer import build_vocabulary
 
 
@@ -50,6 +51,7 @@ def iter_documents(patterns: Sequence[str], text_field: str = "text") -> Iterato
                     if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
                         raise DataError(f"{path}:{number}: expected an object with a string field {text_field!r} "
                                         "(set pretrain.text_field / distill.text_field to the field that holds the text)")
+                    check_surrogates(path, number, line, record, text_field, whole_record=False)  # other fields unread
                     line = record[text_field]
                 line = line.strip()
                 if line:
@@ -79,17 +81,28 @@ class Survey:
     sequences: int
     characters: int
     vocabulary: list[str]  # tfner.tokenizer.build_vocabulary over the corpus: special tokens, then by frequency
+    lengths: dict[int, int] = dataclasses.field(default_factory=dict)  # characters -> sequences that long
+    first_lengths: tuple[int, ...] = ()  # the lengths of the first `first` sequences (the ones held out)
 
 
-def survey(patterns: Sequence[str], max_chars: int, text_field: str = "text", lowercase: bool = True) -> Survey:
-    """Counts sequences and characters and builds a character vocabulary, in one streaming pass."""
+def survey(patterns: Sequence[str], max_chars: int, text_field: str = "text", lowercase: bool = True,
+           first: int = 0) -> Survey:
+    """Counts sequences, characters and sequences by length, and builds a character vocabulary, in one pass.
+
+    The lengths give an epoch's step count (tfner.data.batches_per_pass); `first` keeps the lengths of the first
+    sequences too, so that a caller holding them out can count the rest.
+    """
     counts = {"sequences": 0, "characters": 0}
+    lengths, first_lengths = collections.Counter(), []
 
     def counted():
         for sequence in iter_sequences(patterns, max_chars, text_field):
             counts["sequences"] += 1
             counts["characters"] += len(sequence)
+            lengths[len(sequence)] += 1
+            if len(first_lengths) < first:
+                first_lengths.append(len(sequence))
             yield sequence
 
     vocabulary = build_vocabulary(counted(), lowercase)
-    return Survey(counts["sequences"], counts["characters"], vocabulary)
+    return Survey(counts["sequences"], counts["characters"], vocabulary, dict(lengths), tuple(first_lengths))
