@@ -235,7 +235,7 @@ def test_an_epoch_of_the_repeated_stream_is_one_pass_with_its_partial_batches(re
     stream = data.batch_dataset(data.examples_dataset(pieces, tag_set), tokenizer, 32 // replicas, 128,
                                 shuffle_seed=7, static_shapes=static_shapes, input_context=context, repeat=True)
     lengths = [len(p.text) for p in pieces]
-    steps = data.batches_per_pass(collections.Counter(lengths), 32, 128, static_shapes, replicas)
+    steps = data.batches_per_pass([collections.Counter(lengths)], 32, 128, static_shapes, replicas)
     seen = [int(n) - 2 for f, _ in stream.take(steps * replicas) for n in f["padding_mask"].numpy().sum(axis=1)]
     one_pass = [int(n) - 2 for f, _ in data.batch_dataset(
         data.examples_dataset(pieces, tag_set), tokenizer, 32 // replicas, 128, shuffle_seed=7,
@@ -244,10 +244,10 @@ def test_an_epoch_of_the_repeated_stream_is_one_pass_with_its_partial_batches(re
     # Every piece once (static shapes: and the empty rows that fill each bucket's last batch up).
     assert sorted(n for n in seen if n) == sorted(len(p.text) for p in pieces)
     assert max(seen) == 126 and steps > -(-len(pieces) // 32) and (0 in seen) == static_shapes
-    # Two pipelines (workers): each shard's pass fits in the count, which bounds both.
-    bound = data.batches_per_pass(collections.Counter(lengths), 32, 128, static_shapes, 2, pipelines=2)
-    for shard in (lengths[0::2], lengths[1::2]):
-        assert data.batches_per_pass(collections.Counter(shard), 16, 128, static_shapes, 1) <= bound
+    # Two pipelines (workers), a replica each: the epoch is the longer of the two shards' passes.
+    shards = [collections.Counter(lengths[0::2]), collections.Counter(lengths[1::2])]
+    alone = [data.batches_per_pass([shard], 16, 128, static_shapes) for shard in shards]
+    assert data.batches_per_pass(shards, 32, 128, static_shapes, replicas=2) == max(alone)
 
 
 WEIBO_LIKE = "我 O\n\ufffd\ufffd O\n在 O\n北 B-GPE.NAM\n京 I-GPE.NAM\n\n\ufffd\ufffd O\n好 O\n"  # Weibo NER's tags

@@ -170,13 +170,17 @@ def test_an_epoch_is_one_pass_over_the_sequences_not_held_out(pretrained):
     and a bucket too sparse to fill a batch by an epoch's last step was never trained on."""
     config = pretrained["config"]
     corpus = _survey(config)
-    assert sum(corpus.lengths.values()) == corpus.sequences and len(corpus.first_lengths) == config.pretrain.held_out
+    (lengths,) = corpus.train_lengths
+    assert sum(lengths.values()) == corpus.sequences - config.pretrain.held_out
     trainer = MaskedLMTrainer(config, start_process(config), _vocab(config), corpus)
     seen = sorted(int(n) - 2 for features, _ in trainer.epoch_dataset(0, 0).take(trainer.steps_per_epoch)
                   for n in features["padding_mask"].numpy().sum(axis=1))
-    training = collections.Counter(corpus.lengths)
-    training.subtract(corpus.first_lengths)
-    assert seen == sorted(training.elements())
+    assert seen == sorted(collections.Counter(lengths).elements())
+    # Two shards (workers) of the same sequences: each sequence after the held-out ones in one, alternately.
+    halves = unlabelled.survey(config.pretrain.text, config.data.max_seq_length - 2,
+                               held_out=config.pretrain.held_out, shards=2).train_lengths
+    assert collections.Counter(halves[0]) + collections.Counter(halves[1]) == collections.Counter(lengths)
+    assert abs(sum(halves[0].values()) - sum(halves[1].values())) <= 1
 
 
 def _vocab(config):
@@ -184,7 +188,7 @@ def _vocab(config):
 
 
 def _survey(config):
-    return unlabelled.survey(config.pretrain.text, config.data.max_seq_length - 2, first=config.pretrain.held_out)
+    return unlabelled.survey(config.pretrain.text, config.data.max_seq_length - 2, held_out=config.pretrain.held_out)
 
 
 def test_resume_after_an_interruption_reaches_the_same_backbone(pretrained, corpus, erf_preset, tmp_path):

@@ -602,35 +602,38 @@ def batch_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def batches_per_pass(length_counts: Mapping[int, int], global_batch: int, max_seq_length: int,
-                     static_shapes: bool = False, replicas: int = 1, pipelines: int = 1) -> int:
-    """Train steps that one pass of batch_dataset (or masked_lm_batches) over examples of these lengths takes.
+def batches_per_pass(shards: Sequence[Mapping[int, int]], global_batch: int, max_seq_length: int,
+                     static_shapes: bool = False, replicas: int = 1) -> int:
+    """Train steps that one pass of batch_dataset (or masked_lm_batches) takes: an epoch's steps.
 
     An epoch is this many steps, so that it ends where its pass ends, partial batches included. With several
-    input pipelines (workers, TPU hosts) each gets a shard of every bucket, at most ceil(n / pipelines) of its
-    n examples: the count is that bound, so no pipeline's pass is cut short; a pipeline with a smaller shard
-    wraps into its next pass for the last steps (and sees a few examples twice).
+    input pipelines (workers, TPU hosts) each reads its own shard, and the steps are those of the longest
+    shard's pass; a pipeline whose pass is shorter wraps into its next pass for the last steps (and sees a few
+    examples twice).
 
     Args:
-        length_counts: {characters: examples of that length} (pieces: at most max_seq_length - 2 characters).
+        shards: one {characters: examples of that length} per input pipeline, for the examples of its shard
+            (pieces: at most max_seq_length - 2 characters). One pipeline but for multi-worker and multi-host TPU.
         global_batch: int. Examples per step, over all replicas.
         max_seq_length: int. As batch_dataset's.
         static_shapes: bool. As batch_dataset's (its buckets are wider; their last batches are filled up).
         replicas: int. Replicas in sync.
-        pipelines: int. Input pipelines (1 but for multi-worker and multi-host TPU runs).
     """
     boundaries = bucket_boundaries(max_seq_length, static_shapes) + [max_seq_length]
-    per_bucket = collections.Counter()
-    for length, count in length_counts.items():
-        per_bucket[bisect.bisect_left(boundaries, min(length, max_seq_length - 2) + 2)] += count
+    pipelines = len(shards)
     pipeline_batch = global_batch // pipelines  # one bucket batch: a batch for each replica the pipeline feeds
     replica_batch = global_batch // replicas
     replicas_per_pipeline = max(1, replicas // pipelines)
-    batches = 0  # per replica
-    for count in per_bucket.values():
-        count = -(-count // pipelines)
-        full, rest = divmod(count, pipeline_batch)
-        # A partial bucket batch: cut into per-replica batches, or, static, filled up (one batch a replica).
-        partial = replicas_per_pipeline if static_shapes else -(-rest // replica_batch)
-        batches += full * replicas_per_pipeline + (partial if rest else 0)
-    return max(1, -(-batches // replicas_per_pipeline))
+    steps = 1
+    for length_counts in shards:
+        per_bucket = collections.Counter()
+        for length, count in length_counts.items():
+            per_bucket[bisect.bisect_left(boundaries, min(length, max_seq_length - 2) + 2)] += count
+        batches = 0  # per replica
+        for count in per_bucket.values():
+            full, rest = divmod(count, pipeline_batch)
+            # A partial bucket batch: cut into per-replica batches, or, static, filled up (one batch a replica).
+            partial = replicas_per_pipeline if static_shapes else -(-rest // replica_batch)
+            batches += full * replicas_per_pipeline + (partial if rest else 0)
+        steps = max(steps, -(-batches // replicas_per_pipeline))
+    return steps

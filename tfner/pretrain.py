@@ -20,7 +20,6 @@ tfner skips); it lives in the run's checkpoints.
 """
 
 import argparse
-import collections
 import logging
 import math
 import os
@@ -79,8 +78,8 @@ class MaskedLMTrainer(TrainingLoop):
         config: Config. data.max_seq_length/lowercase, model.* (init or shape), train.*, pretrain.*.
         strategy: tf.distribute.Strategy. Where the steps run.
         vocabulary: list of str. The run's vocabulary.
-        corpus: unlabelled.Survey. The corpus's sequences (held-out ones included) and their lengths, surveyed
-            with `first` >= pretrain.held_out.
+        corpus: unlabelled.Survey. The corpus's sequences (held-out ones included), surveyed with the run's
+            pretrain.held_out and one shard a pipeline (tfner.train.input_pipelines).
     """
 
     def __init__(self, config: Config, strategy: tf.distribute.Strategy, vocabulary: list[str],
@@ -107,11 +106,11 @@ class MaskedLMTrainer(TrainingLoop):
                 f"(train.batch_size {config.train.batch_size}); give more text or hold out less"
             )
         # An epoch is one pass over the sequences not held out, partial batches included (tfner.train.Trainer).
-        lengths = collections.Counter(corpus.lengths)
-        lengths.subtract(corpus.first_lengths[:p.held_out])
-        steps = data.batches_per_pass(lengths, config.train.batch_size, self.max_seq_length,
-                                      uses_static_shapes(config, strategy), strategy.num_replicas_in_sync,
-                                      input_pipelines(strategy))
+        if len(corpus.train_lengths) != input_pipelines(strategy):
+            raise ValueError(f"the survey has {len(corpus.train_lengths)} shards; the strategy reads "
+                             f"{input_pipelines(strategy)} (survey with shards=tfner.train.input_pipelines)")
+        steps = data.batches_per_pass(corpus.train_lengths, config.train.batch_size, self.max_seq_length,
+                                      uses_static_shapes(config, strategy), strategy.num_replicas_in_sync)
         super().__init__(config, strategy, steps)
         with strategy.scope():
             self.backbone = build_backbone(config.model, len(vocabulary), self.max_seq_length)
@@ -222,7 +221,7 @@ def pretrain(config: Config, strategy: tf.distribute.Strategy | None = None) -> 
     check_config(config)
     strategy = start_process(config, strategy)
     corpus = unlabelled.survey(config.pretrain.text, config.data.max_seq_length - 2, config.pretrain.text_field,
-                               config.data.lowercase, first=config.pretrain.held_out)
+                               config.data.lowercase, config.pretrain.held_out, input_pipelines(strategy))
     vocabulary = run_vocabulary(config, corpus)
     trainer = MaskedLMTrainer(config, strategy, vocabulary, corpus)
     if trainer.is_chief:

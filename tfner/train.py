@@ -160,7 +160,7 @@ def _runs_on_one_cpu(strategy: tf.distribute.Strategy) -> bool:
 
 
 def uses_static_shapes(config: Config, strategy: tf.distribute.Strategy) -> bool:
-    """Whether batches are padded to their bucket's length and partial ones dropped: train.static_shapes, or a TPU."""
+    """Whether batches have one shape a bucket (last ones filled up with empty rows): train.static_shapes, or a TPU."""
     return config.train.static_shapes or isinstance(strategy, tf.distribute.TPUStrategy)
 
 
@@ -434,9 +434,10 @@ class Trainer(TrainingLoop):
         # included: counted as pieces / batch size, the epoch ended before them, and the longest sentences, in
         # buckets too sparse to fill a batch, were never trained on.
         pieces = data.split_long(corpus.train, self.max_seq_length - 2)
-        steps = data.batches_per_pass(collections.Counter(len(p.text) for p in pieces), config.train.batch_size,
-                                      self.max_seq_length, uses_static_shapes(config, strategy),
-                                      strategy.num_replicas_in_sync, input_pipelines(strategy))
+        lengths, pipelines = [len(p.text) for p in pieces], input_pipelines(strategy)
+        shards = [collections.Counter(lengths[i::pipelines]) for i in range(pipelines)]  # as Dataset.shard cuts
+        steps = data.batches_per_pass(shards, config.train.batch_size, self.max_seq_length,
+                                      uses_static_shapes(config, strategy), strategy.num_replicas_in_sync)
         super().__init__(config, strategy, steps)
         with strategy.scope():
             self.model = self.build_model()
@@ -632,9 +633,10 @@ def check_same_experiment(config: Config, corpus: Corpus) -> None:
     if previous != corpus.tag_set.labels:
         differences.append(f"entity types {previous}, not {corpus.tag_set.labels}")
     vocab_path = os.path.join(config.run_dir, "vocab.txt")
-    if os.path.exists(vocab_path) and read_vocabulary(vocab_path) != corpus.vocabulary:
-        differences.append(f"a vocabulary of {len(read_vocabulary(vocab_path))} tokens, not this run's "
-                           f"{len(corpus.vocabulary)} (the training data or data.vocab changed)")
+    vocabulary = read_vocabulary(vocab_path) if os.path.exists(vocab_path) else corpus.vocabulary
+    if vocabulary != corpus.vocabulary:
+        differences.append(f"a vocabulary of {len(vocabulary)} tokens, not this run's {len(corpus.vocabulary)} "
+                           "(the training data or data.vocab changed)")
     config_path = os.path.join(config.run_dir, "config.yaml")
     if os.path.exists(config_path):
         with open(config_path, encoding="utf-8") as f:

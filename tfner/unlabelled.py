@@ -81,28 +81,26 @@ class Survey:
     sequences: int
     characters: int
     vocabulary: list[str]  # tfner.tokenizer.build_vocabulary over the corpus: special tokens, then by frequency
-    lengths: dict[int, int] = dataclasses.field(default_factory=dict)  # characters -> sequences that long
-    first_lengths: tuple[int, ...] = ()  # the lengths of the first `first` sequences (the ones held out)
+    # Lengths of the sequences after the first `held_out`: {characters: sequences}, one per shard (sequence k
+    # after them goes to shard k % shards, as Dataset.shard cuts), for an epoch's step count
+    # (tfner.data.batches_per_pass).
+    train_lengths: tuple[dict[int, int], ...] = ()
 
 
 def survey(patterns: Sequence[str], max_chars: int, text_field: str = "text", lowercase: bool = True,
-           first: int = 0) -> Survey:
-    """Counts sequences, characters and sequences by length, and builds a character vocabulary, in one pass.
-
-    The lengths give an epoch's step count (tfner.data.batches_per_pass); `first` keeps the lengths of the first
-    sequences too, so that a caller holding them out can count the rest.
-    """
+           held_out: int = 0, shards: int = 1) -> Survey:
+    """Counts sequences, characters and the lengths of those after the first held_out (by shard), and builds a
+    character vocabulary, in one streaming pass."""
     counts = {"sequences": 0, "characters": 0}
-    lengths, first_lengths = collections.Counter(), []
+    train_lengths = [collections.Counter() for _ in range(shards)]
 
     def counted():
         for sequence in iter_sequences(patterns, max_chars, text_field):
+            if counts["sequences"] >= held_out:
+                train_lengths[(counts["sequences"] - held_out) % shards][len(sequence)] += 1
             counts["sequences"] += 1
             counts["characters"] += len(sequence)
-            lengths[len(sequence)] += 1
-            if len(first_lengths) < first:
-                first_lengths.append(len(sequence))
             yield sequence
 
     vocabulary = build_vocabulary(counted(), lowercase)
-    return Survey(counts["sequences"], counts["characters"], vocabulary, dict(lengths), tuple(first_lengths))
+    return Survey(counts["sequences"], counts["characters"], vocabulary, tuple(dict(c) for c in train_lengths))
