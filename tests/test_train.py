@@ -424,3 +424,23 @@ def data_pieces(trainer):
     from tfner import data
 
     return data.split_long(trainer.corpus.train, trainer.max_seq_length - 2)
+
+
+def test_tfrecord_shards_are_read_by_name_in_every_split(tmp_path):
+    """data.format auto reads *.tfrecord-* shards as TFRecord, in dev and test too, beside files of other formats;
+    they used to be read only as data.train under data.format: tfrecord (auto: "read them with
+    read_tfrecords()"), and a CoNLL dev beside TFRecord train got that message too."""
+    from tfner import data
+    from tfner.labels import Span, TagSet
+
+    examples = [data.Example("李四去了北京大学。", (Span(0, 2, "PER"), Span(4, 8, "ORG")))] * 4
+    data.write_tfrecords(examples, TagSet(["ORG", "PER"]), str(tmp_path / "train"), num_shards=2)
+    data.write_tfrecords(examples[:2], TagSet(["ORG", "PER"]), str(tmp_path / "dev"))
+    (tmp_path / "test.bio").write_text("王 B-PER\n五 I-PER\n", encoding="utf-8")
+    shards = {"data.train": tmp_path / "train.tfrecord-*", "data.dev": tmp_path / "dev.tfrecord-*"}
+    config = tiny_config(str(tmp_path), [f"{k}={v}" for k, v in shards.items()] + [f"data.test={tmp_path / 'test.bio'}"])
+    corpus = load_corpus(config)
+    assert (corpus.train, corpus.dev) == (examples, examples[:2]) and corpus.test[0].spans == (Span(0, 2, "PER"),)
+    with pytest.raises(data.DataError, match="test.bio: data.format is tfrecord, but this is no TFRecord shard"):
+        load_corpus(tiny_config(str(tmp_path), [f"{k}={v}" for k, v in shards.items()]
+                                + [f"data.test={tmp_path / 'test.bio'}", "data.format=tfrecord"]))

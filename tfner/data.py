@@ -94,7 +94,10 @@ def read_examples(patterns: str | Sequence[str], format: str = "auto", scheme: s
         elif fmt == "jsonl":
             examples.extend(read_jsonl(path))
         elif fmt == "tfrecord":
-            raise DataError(f"{path}: TFRecord shards carry tag ids, not spans; read them with read_tfrecords()")
+            if detect_format(path) != "tfrecord":  # format: tfrecord named for the train shards, applied to all
+                raise DataError(f"{path}: data.format is tfrecord, but this is no TFRecord shard (*.tfrecord-*); "
+                                "set data.format: auto to read each file by its name")
+            examples.extend(read_tfrecords([path]))  # each shard through the tag set beside it
         else:
             raise DataError(f"{path}: unknown format {fmt!r}; expected one of auto, {', '.join(FORMATS)}")
     return examples

@@ -77,7 +77,7 @@ def load_corpus(config: Config) -> Corpus:
     def read(patterns):
         return data.read_examples(patterns, d.format, d.scheme, d.lost_characters)
 
-    train = data.read_tfrecords(d.train) if d.format == "tfrecord" else read(d.train)
+    train = read(d.train)
     dev = read(d.dev) if d.dev else []
     test = read(d.test) if d.test else []
     if not data.entity_types(train):
