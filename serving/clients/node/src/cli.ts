@@ -15,7 +15,7 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 
 import { runBench } from "./bench.js";
-import { NerClient } from "./client.js";
+import { MAX_TIMEOUT_MS, NerClient } from "./client.js";
 import type { NerClientOptions } from "./client.js";
 import { NerError } from "./errors.js";
 
@@ -53,10 +53,9 @@ class InputError extends Error {}
  * its output goes away (`tfner-client ... | head -1`). Node ignores SIGPIPE: its writes fail with EPIPE instead. */
 const EXIT_BROKEN_PIPE = 141;
 
-/** Seconds of --timeout, at most: far beyond it grpc-js throws "Deadline is too far in the future" (from ~3.6e11 s),
- * and gRPC's C core, under the Python client, wraps around (from ~7e9 s). The Java, Go and Python commands take
- * the same bound, ~31 years. */
-const MAX_TIMEOUT_S = 1e9;
+/** Seconds of --timeout, at most: the library's bound (MAX_TIMEOUT_MS), which the Java, Go and Python commands
+ * share (~31 years); gRPC's C core, under the Python client, wraps around from ~7e9 s. */
+const MAX_TIMEOUT_S = MAX_TIMEOUT_MS / 1000;
 
 async function main(argv: string[]): Promise<number> {
   let parsed;

@@ -143,7 +143,7 @@ export class NerClient {
     this.model = options.model ?? DEFAULTS.model;
     this.version = options.version;
     this.label = options.label;
-    this.timeoutMs = positive("timeoutMs", options.timeoutMs ?? DEFAULTS.timeoutMs);
+    this.timeoutMs = timeout(options.timeoutMs ?? DEFAULTS.timeoutMs);
     this.retries = nonNegativeInteger("retries", options.retries ?? DEFAULTS.retries);
     this.backoffMs = nonNegative("backoffMs", options.backoffMs ?? DEFAULTS.backoffMs);
     this.maxBackoffMs = nonNegative("maxBackoffMs", options.maxBackoffMs ?? DEFAULTS.maxBackoffMs);
@@ -204,7 +204,7 @@ export class NerClient {
   async predictDetailed(texts: readonly string[], options: CallOptions = {}): Promise<PredictResult> {
     this.#checkOpen();
     checkTexts(texts);
-    const timeoutMs = positive("timeoutMs", options.timeoutMs ?? this.timeoutMs);
+    const timeoutMs = timeout(options.timeoutMs ?? this.timeoutMs);
     if (options.signal?.aborted) throw new AbortError(undefined, { cause: options.signal.reason });
 
     const entities: Entity[][] = new Array(texts.length);
@@ -248,7 +248,7 @@ export class NerClient {
    */
   async status(options: CallOptions = {}): Promise<ModelVersionStatus[]> {
     this.#checkOpen();
-    const timeoutMs = positive("timeoutMs", options.timeoutMs ?? this.timeoutMs);
+    const timeoutMs = timeout(options.timeoutMs ?? this.timeoutMs);
     const signal = options.signal ?? new AbortController().signal;
     if (signal.aborted) throw new AbortError(undefined, { cause: signal.reason });
     const response = await this.#call(this.#methods.getModelStatus, { model_spec: { name: this.model } }, timeoutMs, signal);
@@ -349,6 +349,17 @@ export class NerClient {
   #checkOpen(): void {
     if (this.#closed) throw new Error(`NerClient for ${this.target} is closed; create a new one`);
   }
+}
+
+/** The longest timeout, in ms: 1e9 s (~31 years), as the Python and Java clients and every command. Beyond it grpc-js throws
+ * "Deadline is too far in the future" from inside the call (from ~3.6e11 s). */
+export const MAX_TIMEOUT_MS = 1e12;
+
+function timeout(value: number): number {
+  if (!(positive("timeoutMs", value) < MAX_TIMEOUT_MS)) {
+    throw new RangeError(`timeoutMs must be below 1e12 (1e9 s), got ${value}`);
+  }
+  return value;
 }
 
 function positive(name: string, value: number): number {

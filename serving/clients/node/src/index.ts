@@ -11,7 +11,7 @@
  * ```
  */
 
-export { NerClient } from "./client.js";
+export { MAX_TIMEOUT_MS, NerClient } from "./client.js";
 export type {
   CallOptions,
   LoadBalancing,

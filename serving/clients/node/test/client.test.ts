@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 
-import { AbortError, NerClient, UnavailableError } from "../dist/index.js";
+import { AbortError, MAX_TIMEOUT_MS, NerClient, UnavailableError } from "../dist/index.js";
 import type { NerClientOptions } from "../dist/index.js";
 import { CallCounter } from "./calls.js";
 import { LONGEST, PARITY, SERVER } from "./env.js";
@@ -75,6 +75,14 @@ test("a TLS client fails cleanly against the plaintext server with UNAVAILABLE",
     .catch((e: unknown) => e);
   assert.ok(error instanceof UnavailableError, `got ${String(error)}`);
   assert.equal(error.code, "UNAVAILABLE");
+});
+
+test("a timeout that is not a finite number of ms below 1e12 is refused, in the options and per call", async () => {
+  // 1e13 ms passed the check and failed inside grpc-js ("Deadline is too far in the future") at the first call.
+  for (const timeoutMs of [Infinity, NaN, 0, -1, MAX_TIMEOUT_MS, 1e13]) {
+    assert.throws(() => client({ timeoutMs }), /^RangeError: timeoutMs must be/, `timeoutMs ${timeoutMs}`);
+  }
+  await assert.rejects(client().predict(["北京"], { timeoutMs: 1e13 }), /^RangeError: timeoutMs must be below 1e12/);
 });
 
 test("a lone surrogate is refused client-side, naming the text and position, before any call", async () => {
