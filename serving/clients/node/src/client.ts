@@ -351,8 +351,8 @@ export class NerClient {
   }
 }
 
-/** The longest timeout, in ms: 1e9 s (~31 years), as the Python and Java clients and every command. Beyond it grpc-js throws
- * "Deadline is too far in the future" from inside the call (from ~3.6e11 s). */
+/** The longest timeout, in ms: 1e9 s (~31 years), as the Python and Java clients and every command. Far beyond
+ * it grpc-js throws "Deadline is too far in the future" from inside the call (from ~3.6e11 s). */
 export const MAX_TIMEOUT_MS = 1e12;
 
 function timeout(value: number): number {
