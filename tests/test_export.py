@@ -162,6 +162,14 @@ def test_versions_increase_and_carry_assets_and_warmup(tiny_run, module, tmp_pat
         export_lib.export_module(module, base, "ner", version=2)
 
 
+def run_evaluate(model, data, output):
+    """`python -m tfner.evaluate --model model --data data --output output`, in a fresh interpreter."""
+    return run_python(
+        f"import sys; from tfner.evaluate import main; "
+        f"sys.exit(main(['--model', {model!r}, '--data', {data!r}, '--output', {output!r}]))"
+    )
+
+
 def test_predict_and_evaluate_commands(tiny_run, tmp_path):
     export_base = os.path.dirname(tiny_run["export"])
     result = run_python(
@@ -171,10 +179,7 @@ def test_predict_and_evaluate_commands(tiny_run, tmp_path):
     lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
     assert [line["text"] for line in lines] == ["王伟去了北京。", ""] and lines[1]["entities"] == []
     output = str(tmp_path / "metrics.json")
-    result = run_python(
-        f"import sys; from tfner.evaluate import main; sys.exit(main(['--model', {export_base!r}, '--data', "
-        f"{tiny_run['test']!r}, '--output', {output!r}]))"
-    )
+    result = run_evaluate(export_base, tiny_run["test"], output)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "micro avg" in result.stdout
     metrics = json.load(open(output))
@@ -190,10 +195,7 @@ def test_evaluate_names_gold_types_the_model_does_not_have(tiny_run, tmp_path):
                {"text": "中国的首都", "entities": [{"start": 0, "end": 2, "label": "GPE"}]}]
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     output = str(tmp_path / "metrics.json")
-    result = run_python(
-        f"import sys; from tfner.evaluate import main; sys.exit(main(['--model', {tiny_run['export']!r}, '--data', "
-        f"{str(data)!r}, '--output', {output!r}]))"
-    )
+    result = run_evaluate(tiny_run["export"], str(data), output)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "warning: entity type(s) CITY, GPE of the data are not among the model's (LOC, ORG, PER)" in result.stderr
     assert json.load(open(output))["types_not_in_model"] == ["CITY", "GPE"]

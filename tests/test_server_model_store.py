@@ -419,6 +419,23 @@ def test_sigterm_during_a_long_load_keeps_to_the_grace(tmp_path, export_factory,
     assert "drained; exiting" in log_text
 
 
+def test_sigterm_during_the_first_load_exits_without_waiting_for_it(tmp_path, export_factory, start_server):
+    """Before the server is ready there is nothing to drain: a SIGTERM gives the first load up."""
+    base = str(tmp_path / "ner")
+    with_slow_warmup(export_factory, base, 1, records=1000)  # minutes of warmup, before any port opens
+    server = start_server("--model_base_path", base, "--shutdown_grace_seconds", "3")
+    wait_for(lambda: "warming up ner version 1" in server.log_text() or server.proc.poll() is not None,
+             what="version 1's warmup")
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        assert server.proc.wait(20) == 0, server.log_text()
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still loading 20 s after SIGTERM with --shutdown_grace_seconds 3:\n{server.log_text()}")
+    log_text = server.log_text()
+    assert "stop asked for during the first load" in log_text and "stopped after" in log_text, log_text
+    assert "tfner.serve ready" not in log_text
+
+
 def test_a_config_edit_made_during_the_first_load_is_applied(tmp_path, export_factory, start_server):
     base = str(tmp_path / "ner")
     with_slow_warmup(export_factory, base, 1, records=20)  # seconds of warmup at start

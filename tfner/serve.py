@@ -19,6 +19,7 @@ taking requests, finish the ones in flight, and exit 0.
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -163,6 +164,46 @@ def server_from_args(args):
     )
 
 
+def start_or_stop(server, stop, grace_s):
+    """Starts server (loads what is on disk, opens the ports) unless stop is set first.
+
+    The first load can take minutes (a large model, a long warmup). It runs in a
+    thread so that a SIGTERM meanwhile is acted on at once, as it is once serving:
+    no further version starts loading, a warmup ends at its next record, and what
+    remains of the load is waited for at most grace_s seconds.
+
+    Returns "serving"; or "stopped" if stopped first (the ports, if they were
+    opened, are closed again); or "abandoned" if the load outlived the grace.
+    Raises what server.start() raised.
+    """
+    failure = []
+
+    def start():
+        try:
+            server.start()
+        except BaseException as e:  # Raised again in the main thread, where main() reports it.
+            failure.append(e)
+
+    thread = threading.Thread(target=start, name="first-load", daemon=True)
+    thread.start()
+    while thread.is_alive() and not stop.wait(0.2):
+        pass
+    if not stop.is_set():
+        if failure:
+            raise failure[0]
+        return "serving"
+    log.info("stop asked for during the first load: giving it up (grace %.0fs)", grace_s)
+    server.store.stop(timeout=0)
+    thread.join(grace_s)
+    if thread.is_alive():
+        log.info("the first load did not end within the grace; exiting without it")
+        return "abandoned"
+    if not failure:
+        server.shutdown(0)
+    server.predictor.stop()
+    return "stopped"
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -179,11 +220,18 @@ def main(argv=None):
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        server.start()
+        started = start_or_stop(server, stop, args.shutdown_grace_seconds)
     except (OSError, RuntimeError) as e:  # Typically: the port is taken.
         print(f"tfner.serve: cannot start: {e}", file=sys.stderr)
         server.predictor.stop()
         return 1
+    if started == "abandoned":
+        # Still inside TensorFlow's loader, which cannot be interrupted. Nothing is serving and nothing is
+        # written; leave at once rather than let interpreter teardown race that thread.
+        logging.shutdown()
+        os._exit(0)
+    if started == "stopped":
+        return 0
     batching = server.predictor.batcher
     log.info(
         "tfner.serve ready: grpc_port=%d rest_port=%s models=%s batching=%s",

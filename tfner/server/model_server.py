@@ -102,19 +102,26 @@ class ModelServer:
                 applied = server_config.read_text(self._config_file)
             except server_config.ConfigError:
                 pass
+        reported = None  # The last poll's error: a bad edit is logged once, not at every poll until it is fixed.
         while not self._stopping.wait(self._config_poll_seconds):
             try:
                 text = server_config.read_text(self._config_file)
                 if text == applied:
+                    reported = None
                     continue
                 specs = server_config.load_model_specs(self._config_file, text)
             except server_config.ConfigError as e:
-                log.error("model config file not reloaded, keeping the current one: %s", e)
+                if str(e) != reported:
+                    log.error("model config file not reloaded, keeping the current one: %s", e)
+                reported = str(e)
                 continue
-            except Exception:  # This thread must outlive any one bad poll, or no later edit is ever applied.
-                log.exception("model config file not reloaded, keeping the current one; still watching it")
+            except Exception as e:  # This thread must outlive any one bad poll, or no later edit is ever applied.
+                if repr(e) != reported:
+                    log.exception("model config file not reloaded, keeping the current one; still watching it")
+                reported = repr(e)
                 continue
             applied = text
+            reported = None
             try:
                 self.store.reload(specs)
             except Exception:
