@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import shutil
 
 import keras_hub
 import numpy as np
@@ -327,6 +328,74 @@ def test_huggingface_sharded_safetensors(tmp_path):
     assert_matches_reference(load_backbone(str(tmp_path)))
 
 
+def test_a_safetensors_index_that_is_damaged_is_named(tmp_path):
+    write_huggingface(tmp_path)
+    os.remove(tmp_path / "model.safetensors")
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text('{"weight_map": {"bert.embeddings', encoding="utf-8")  # cut short
+    with pytest.raises(ValueError, match=r"model\.safetensors\.index\.json is not valid JSON .*download"):
+        load_backbone(str(tmp_path))
+    write_json(index, {"metadata": {}})  # it was a bare KeyError: 'weight_map'
+    with pytest.raises(ValueError, match=r"is not a safetensors index: it lacks a 'weight_map'"):
+        load_backbone(str(tmp_path))
+
+
+def test_tf1_files_without_bert_config_beside_a_huggingface_folder_are_left_alone(tmp_path):
+    """Leftover bert_model.ckpt.* (no bert_config.json) made a whole Hugging Face folder unloadable."""
+    google = write_google(tmp_path / "google")
+    folder = write_huggingface(tmp_path / "hf")
+    for name in os.listdir(google):
+        if name.startswith("bert_model.ckpt"):
+            shutil.copy(os.path.join(google, name), folder)
+    assert_matches_reference(load_backbone(folder))
+    shutil.copy(os.path.join(google, "bert_config.json"), folder)  # both complete: the TF1 checkpoint wins
+    assert checkpoint._locate(folder)[0] == "google"
+
+
+@pytest.fixture
+def hugging_face_hub(monkeypatch):
+    """hf://owner/name served from local folders: huggingface_hub's download, the network's edge, replaced."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    repositories = {}
+
+    def download(repo_id, filename, **_):
+        path = os.path.join(repositories[repo_id], filename)
+        if not os.path.isfile(path):
+            raise EntryNotFoundError(f"{filename} is not in {repo_id}")
+        return path
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    return repositories
+
+
+def test_hf_uri_of_a_transformers_repository_loads_as_its_folder_does(hugging_face_hub, tmp_path):
+    """keras-hub's own converter took these: tanh GELU where config.json says exact, and none of the checks."""
+    hugging_face_hub["owner/bert"] = write_huggingface(tmp_path / "bert")
+    backbone = load_backbone("hf://owner/bert")
+    assert isinstance(backbone, ErfGeluBertBackbone)
+    assert_matches_reference(backbone)
+    assert vocabulary_path("hf://owner/bert") == os.path.abspath(tmp_path / "bert" / "vocab.txt")
+
+    hugging_face_hub["owner/relative"] = write_huggingface(
+        tmp_path / "relative", config={**HF_CONFIG, "position_embedding_type": "relative_key"})
+    with pytest.raises(ValueError, match="position_embedding_type"):
+        load_backbone("hf://owner/relative")
+    hugging_face_hub["owner/empty"] = str(tmp_path)
+    with pytest.raises(FileNotFoundError, match="hf://owner/empty has no config.json"):
+        load_backbone("hf://owner/empty")
+
+
+def test_hf_uri_of_a_keras_hub_preset_goes_to_keras_hub(hugging_face_hub, google_backbone, tmp_path):
+    preset = str(tmp_path / "preset")
+    google_backbone.save_to_preset(preset)
+    keras_hub.models.BertTokenizer(vocabulary=VOCAB).save_to_preset(preset)
+    hugging_face_hub["owner/preset"] = preset
+    assert checkpoint._locate("hf://owner/preset") == ("keras", "hf://owner/preset")
+    assert_matches_reference(load_backbone("hf://owner/preset"))
+
+
 def test_shorter_max_sequence_length_slices_positions(google_dir):
     backbone = load_backbone(google_dir, max_sequence_length=8)
     assert backbone.max_sequence_length == 8
@@ -599,7 +668,18 @@ def test_checkpoint_config_mistakes_name_the_config_keys(hf_dir):
 
     with pytest.raises(ConfigError, match=r"data\.max_seq_length 32.*exceeds the 16 position embeddings"):
         build_backbone(ModelConfig(init=hf_dir), V, 32)
-    with pytest.raises(ConfigError, match=r"has 30 token embeddings but the vocabulary has 28 entries.*vocab\.txt"
+    with pytest.raises(ConfigError, match=r"has 30 token embeddings but the vocabulary has 28 entries.*data\.vocab"
                                           r".*do not belong together") as error:
         build_backbone(ModelConfig(init=hf_dir), V - 2, 16)
     assert "(leave data.vocab empty)" not in str(error.value)
+
+
+def test_a_vocabulary_size_mismatch_is_named_when_the_checkpoint_ships_no_vocab_txt(hf_dir, tmp_path):
+    """data.vocab set because the folder has none: the mismatch used to be hidden behind "No vocabulary"."""
+    from tfner.config import ConfigError, ModelConfig
+    from tfner.model import build_backbone
+
+    folder = shutil.copytree(hf_dir, tmp_path / "hf")
+    os.remove(folder / "vocab.txt")
+    with pytest.raises(ConfigError, match=r"has 30 token embeddings but the vocabulary has 32 entries"):
+        build_backbone(ModelConfig(init=str(folder)), V + 2, 16)

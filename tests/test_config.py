@@ -30,6 +30,29 @@ def test_string_fields_keep_what_was_written(tmp_path):
     assert load_config(None, ["export.model_name=007", "train.epochs=4"]).export.model_name == "007"
 
 
+def test_a_date_is_the_text_written_and_a_file_path_keeps_its_commas(tmp_path):
+    """`run_dir: 2024-12-07` was refused as a datetime.date; a file's `train: a,b.txt` was split in two."""
+    path = write(tmp_path, "run_dir: 2024-12-07\nexport:\n  model_name: 2024-12-07\ndata:\n  train: my,file.txt\n")
+    config = load_config(path)
+    assert (config.run_dir, config.export.model_name) == ("2024-12-07", "2024-12-07")
+    assert config.data.train == ["my,file.txt"]
+    assert load_config(path, ["data.train=a.txt, b.txt"]).data.train == ["a.txt", "b.txt"]  # --set lists
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.seed=-1", "'train.seed' must be in [0, 2**32)"),
+    ("train.seed=4294967296", "'train.seed' must be in [0, 2**32)"),  # was a bare ValueError mid-run
+    ("train.learning_rate=.inf", "'train.learning_rate' must be a finite number, got inf"),
+    ("train.weight_decay=inf", "'train.weight_decay' must be a finite number"),
+    ("distill.temperature=.nan", "'distill.temperature' must be a finite number"),
+    ("export.model_name=on", "must be a string (YAML reads yes, no, on, off, true and false as booleans: quote"),
+])
+def test_out_of_range_numbers_and_booleans_for_text_are_named(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert message in str(error.value)
+
+
 @pytest.mark.parametrize(
     "text, overrides, message",
     [
@@ -74,7 +97,7 @@ def test_set_takes_text_yaml_cannot_parse_as_the_string_written(override, key, v
     "override, message",
     [
         ("train.epochs=[3", "--set train.epochs=[3: 'train.epochs' must be an integer, got '[3'"),
-        ("model.dropout=@0.1", "--set model.dropout=@0.1: 'model.dropout' must be a number, got '@0.1'"),
+        ("model.dropout=@0.1", "--set model.dropout=@0.1: 'model.dropout' must be a finite number, got '@0.1'"),
         ("train=*x", "--set train=*x: 'train' is a section"),
         ("train.epoch=*3", "--set train.epoch=*3: unknown key 'train.epoch'"),
     ],

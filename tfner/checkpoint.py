@@ -93,12 +93,15 @@ __all__ = [
     "vocabulary_path",
 ]
 
+HF_SCHEME = "hf://"
+
 ACCEPTED_FORMATS = (
     "Accepted formats: (a) a Google TF1 BERT checkpoint folder with bert_config.json, "
     "vocab.txt and bert_model.ckpt.index/.data-*; (b) a Hugging Face folder with "
     "config.json, vocab.txt and model.safetensors (or model.safetensors.index.json + "
     "shards); (c) a keras-hub preset folder (config.json, model.weights.h5, "
-    "assets/tokenizer/vocabulary.txt) or a keras-hub preset name such as 'bert_base_zh'."
+    "assets/tokenizer/vocabulary.txt) or a keras-hub preset name such as 'bert_base_zh'; (d) hf://owner/name, "
+    "a Hugging Face repository holding (b) or (c)."
 )
 
 # Layer-norm epsilon is fixed at 1e-12 inside keras-hub's BertBackbone; anything
@@ -320,17 +323,14 @@ def _locate(path: str) -> tuple[str, str]:
         google_config = os.path.join(path, "bert_config.json")
         config = os.path.join(path, "config.json")
         indexes = sorted(glob.glob(os.path.join(path, "*.index")))
-        # A TF1 checkpoint wins when present; converted folders sometimes keep
-        # bert_config.json next to a Hugging Face config.json and weights.
-        if indexes or (os.path.isfile(google_config) and not os.path.isfile(config)):
+        has_google_config, has_config = os.path.isfile(google_config), os.path.isfile(config)
+        # A TF1 checkpoint with its bert_config.json wins: converted folders sometimes keep it next to a Hugging
+        # Face config.json and weights. TF1 files without bert_config.json beside a config.json are the leftovers.
+        if (indexes and (has_google_config or not has_config)) or (has_google_config and not has_config):
             return "google", _check_google_files(_google_prefix(path, indexes))
-        if os.path.isfile(config):
-            with open(config, encoding="utf-8") as f:
-                try:
-                    content = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{config} is not valid JSON: {e}") from e
-            if isinstance(content, dict) and "registered_name" in content:
+        if has_config:
+            content = _read_json(config, "checkpoint")
+            if "registered_name" in content:
                 weights = os.path.join(path, "model.weights.h5")
                 sharded = os.path.join(path, "model.weights.json")
                 if not (os.path.isfile(weights) or os.path.isfile(sharded)):
@@ -344,6 +344,8 @@ def _locate(path: str) -> tuple[str, str]:
             f"{path} holds no BERT checkpoint: expected bert_config.json (Google TF1) or "
             f"config.json (Hugging Face, keras-hub preset). {ACCEPTED_FORMATS}"
         )
+    if path.startswith(HF_SCHEME):
+        return _locate_on_hugging_face(path)
     if _is_preset_name(path):
         return "keras", path
     if os.path.isfile(path):
@@ -352,6 +354,63 @@ def _locate(path: str) -> tuple[str, str]:
             f".../bert_model.ckpt). {ACCEPTED_FORMATS}"
         )
     raise FileNotFoundError(f"No BERT checkpoint at {path!r}: the path does not exist. {ACCEPTED_FORMATS}")
+
+
+def _locate_on_hugging_face(uri: str) -> tuple[str, str]:
+    """hf://owner/name: a keras-hub preset uploaded there, or a Transformers BERT repository.
+
+    keras-hub would take either, but it converts a Transformers repository
+    with none of the checks of a local Hugging Face folder and with tanh GELU
+    where the config says exact. So only a preset (its config.json has
+    'registered_name') goes to keras-hub; a Transformers repository is
+    downloaded into Hugging Face's cache (just the files read here) and
+    loaded as the local folder it then is.
+    """
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    repo = uri[len(HF_SCHEME):]
+
+    def download(filename):
+        try:
+            return huggingface_hub.hf_hub_download(repo_id=repo, filename=filename)
+        except EntryNotFoundError:
+            return None
+
+    config = download("config.json")
+    if config is None:
+        raise FileNotFoundError(f"{uri} has no config.json: neither a keras-hub preset nor a Transformers BERT "
+                                f"repository. {ACCEPTED_FORMATS}")
+    if "registered_name" in _read_json(config, "config.json"):
+        return "keras", uri
+    download("vocab.txt")  # The folder's own check names it if it is missing.
+    index = download("model.safetensors.index.json")
+    if index is not None:
+        for shard in sorted(set(_read_safetensors_index(index).values())):
+            download(shard)
+    else:
+        download("model.safetensors")
+    return "huggingface", os.path.dirname(config)
+
+
+def _read_json(path: str, what: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        try:
+            content = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}): copy or download the {what} again") from e
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} is not a JSON object: copy or download the {what} again")
+    return content
+
+
+def _read_safetensors_index(path: str) -> dict:
+    """model.safetensors.index.json -> its weight_map (tensor name -> shard file name)."""
+    weight_map = _read_json(path, "checkpoint").get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ValueError(f"{path} is not a safetensors index: it lacks a 'weight_map' of tensor name -> shard "
+                         "file; copy or download the checkpoint again")
+    return weight_map
 
 
 def _is_preset_name(path: str) -> bool:
@@ -411,11 +470,7 @@ def _check_google_files(prefix: str) -> str:
 
 def _read_architecture(config_file: str, huggingface: bool) -> _Architecture:
     """Reads and validates a Google or Hugging Face BERT config."""
-    with open(config_file, encoding="utf-8") as f:
-        try:
-            config = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{config_file} is not valid JSON: {e}") from e
+    config = _read_json(config_file, "checkpoint")
     required = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                 "intermediate_size", "max_position_embeddings", "type_vocab_size"]
     absent = [key for key in required if key not in config]
@@ -553,8 +608,7 @@ class _SafetensorsReader:
             files = {None: single}
             self.description = single
         elif os.path.isfile(index):
-            with open(index, encoding="utf-8") as f:
-                weight_map = json.load(f)["weight_map"]
+            weight_map = _read_safetensors_index(index)
             files = {name: os.path.join(folder, shard) for name, shard in weight_map.items()}
             self.description = index
         else:

@@ -9,6 +9,7 @@ file, so a typo never trains a model with a silently ignored setting.
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from typing import Any
@@ -79,6 +80,8 @@ def _remember_text(number_type, construct):
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _remember_text(_Int, yaml.SafeLoader.construct_yaml_int))
 _Loader.add_constructor("tag:yaml.org,2002:float", _remember_text(_Float, yaml.SafeLoader.construct_yaml_float))
+# No field is a date: `run_dir: 2024-12-07` is the folder name written, not a datetime.date to refuse.
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: node.value)
 
 
 @dataclasses.dataclass
@@ -235,6 +238,7 @@ _RANGES = {
     "train.checkpoint_every_steps": (lambda v: v >= 1, ">= 1"),
     "train.keep_checkpoints": (lambda v: v >= 1, ">= 1"),
     "train.max_steps": (lambda v: v >= 0, ">= 0 (0: all epochs)"),
+    "train.seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32) (TensorFlow's and NumPy's seed range)"),
     "export.window_overlap": (lambda v: v >= 0, ">= 0"),
 }
 
@@ -256,7 +260,7 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
         if raw is not None:
             if not isinstance(raw, dict):
                 raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
-            _merge(config, raw, source=path, prefix="")
+            _merge(config, raw, source=path, prefix="", from_command_line=False)
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key:
@@ -271,7 +275,7 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
             # a string field gets it as is (data.train=*.bmes just works); any other field refuses it by key
             # and type in _coerce ("'train.epochs' must be an integer, got '[3'").
             value = text.strip()
-        _merge(config, _nest(key.strip(), value), f"--set {override}", "")
+        _merge(config, _nest(key.strip(), value), f"--set {override}", "", from_command_line=True)
     sources = ([path] if path else []) + [f"--set {o}" for o in overrides]
     _check_consistency(config, ", ".join(sources) or "the default config")
     return config
@@ -311,7 +315,7 @@ def _nest(dotted: str, value: Any) -> dict:
     return value
 
 
-def _merge(node: Any, raw: dict, source: str, prefix: str) -> None:
+def _merge(node: Any, raw: dict, source: str, prefix: str, from_command_line: bool) -> None:
     fields = {f.name: f for f in dataclasses.fields(node)}
     hints = typing.get_type_hints(type(node))
     for key, value in raw.items():
@@ -325,9 +329,9 @@ def _merge(node: Any, raw: dict, source: str, prefix: str) -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {name!r} is a section; give it a mapping, not {value!r}")
-            _merge(current, value, source, f"{name}.")
+            _merge(current, value, source, f"{name}.", from_command_line)
         else:
-            value = _coerce(value, hints[key], name, source)
+            value = _coerce(value, hints[key], name, source, from_command_line)
             if name in _CHOICES and value not in _CHOICES[name]:
                 raise ConfigError(f"{source}: {name!r} must be one of {', '.join(_CHOICES[name])}; got {value!r}")
             if name in _RANGES and not _RANGES[name][0](value):
@@ -335,15 +339,19 @@ def _merge(node: Any, raw: dict, source: str, prefix: str) -> None:
             setattr(node, key, value)
 
 
-def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
+def _coerce(value: Any, hint: Any, name: str, source: str, from_command_line: bool) -> Any:
     def fail(expected: str):
+        if isinstance(value, bool) and hint is not bool:
+            expected += " (YAML reads yes, no, on, off, true and false as booleans: quote the word)"
         raise ConfigError(f"{source}: {name!r} must be {expected}, got {value!r}")
 
     if typing.get_origin(hint) is list:
         if value is None or value == "":
             return []
-        if isinstance(value, str):  # one path or glob, or a comma-separated list from --set
-            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):
+            if not from_command_line:  # a file's one string is one path or glob, commas and all
+                return [value]
+            return [v.strip() for v in value.split(",") if v.strip()]  # --set data.train=a.txt,b.txt
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return list(value)
         fail("a string or a list of strings")
@@ -356,14 +364,17 @@ def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
             return int(value)
         fail("an integer")
     if hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads 5e-5 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # PyYAML reads 5e-5 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        fail("a number")
+        if number is None or not math.isfinite(number):  # .inf passed every `> 0` range and trained on NaNs
+            fail("a finite number")
+        return number
     if hint is str:
         if value is None:
             return ""

@@ -118,11 +118,13 @@ def build_backbone(config: ModelConfig, vocabulary_size: int, max_seq_length: in
     except ValueError as e:  # an unsupported config, or more positions than the checkpoint has: name the keys
         raise ConfigError(f"model.init {config.init} (data.max_seq_length {max_seq_length}): {e}") from None
     if backbone.vocabulary_size != vocabulary_size:
+        # Named without looking the checkpoint's vocabulary up: it may be missing (data.vocab set for that reason),
+        # and for a preset name the lookup would download it.
         raise ConfigError(
             f"model.init {config.init}: the checkpoint has {backbone.vocabulary_size} token embeddings but the "
-            f"vocabulary has {vocabulary_size} entries. If data.vocab is set, leave it empty to use the "
-            f"checkpoint's own {checkpoint.vocabulary_path(config.init)}; if it is empty, that file and the "
-            "checkpoint's config (vocab_size) do not belong together"
+            f"vocabulary has {vocabulary_size} entries. If data.vocab is set, use the vocabulary the checkpoint "
+            "was trained with (leave data.vocab empty to use the one it ships); if it is empty, the checkpoint's "
+            "vocabulary file and its config (vocab_size) do not belong together"
         )
     return backbone
 
