@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import shutil
 import uuid
 
 import numpy as np
@@ -160,6 +161,49 @@ def test_versions_increase_and_carry_assets_and_warmup(tiny_run, module, tmp_pat
     assert request.model_spec.name == "ner" and list(request.inputs) == ["text"]
     with pytest.raises(FileExistsError):
         export_lib.export_module(module, base, "ner", version=2)
+
+
+def test_an_edited_labels_file_is_refused_not_exported_with_types_swapped(tiny_run, tmp_path):
+    """A byte-order mark or a renamed type re-sorted the types: every tag exported under another's name."""
+    run_dir = shutil.copytree(tiny_run["run_dir"], tmp_path / "run")
+    labels = run_dir / "labels.txt"
+    assert labels.read_text(encoding="utf-8") == "LOC\nORG\nPER\n"
+    labels.write_bytes("\ufeffLOC\r\nORG\r\nPER\r\n".encode("utf-8"))  # as a Windows editor saves it
+    with pytest.raises(ValueError, match=r"labels\.txt:1: '\\ufeffLOC' is not an entity type"):
+        export_lib.load_run(str(run_dir))
+    labels.write_text("LOC\nORG\nCOMPANY\n", encoding="utf-8")  # PER renamed
+    with pytest.raises(ValueError, match=r"not sorted and unique, as training wrote them"):
+        export_lib.load_run(str(run_dir))
+    labels.write_text("LOC\r\n\nORG\r\nPER\r\n", encoding="utf-8")  # line ends and blank lines are not edits
+    assert export_lib.load_run(str(run_dir)).tag_set.labels == ["LOC", "ORG", "PER"]
+
+
+def test_export_command_names_damaged_weights_and_an_unwritable_out(tiny_run, tmp_path, capsys):
+    run_dir = shutil.copytree(tiny_run["run_dir"], tmp_path / "run")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("", encoding="utf-8")
+    assert export_lib.main(["--run", str(run_dir), "--out", str(not_a_folder)]) == 2  # was a traceback, exit 1
+    assert "tfner.export: " in capsys.readouterr().err
+    [data] = [p for p in (run_dir / "best").iterdir() if p.name.startswith("model.data-")]
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # cut short
+    assert export_lib.main(["--run", str(run_dir), "--out", str(tmp_path / "out")]) == 2
+    assert "best: the weights do not load" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_only_ascii_digit_folders_are_versions(tmp_path):
+    from tfner.predict import resolve_version
+    from tfner.versions import version_folders
+
+    for name in ("1", "01", "2", "\u00b2", "v3", ".tmp-3-host-1-abc"):  # "²".isdigit() is True; int("²") fails
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    assert version_folders(str(tmp_path)) == {1: str(tmp_path / "1"), 2: str(tmp_path / "2")}
+    assert export_lib.next_version(str(tmp_path)) == 3
+    assert resolve_version(str(tmp_path)) == str(tmp_path / "2")
+    os.remove(tmp_path / "2" / "saved_model.pb")
+    os.rename(tmp_path / "1", tmp_path / "one")
+    assert resolve_version(str(tmp_path)) == str(tmp_path / "01")  # version 1 where its folder is
 
 
 def run_evaluate(model, data, output):

@@ -40,7 +40,7 @@ from tfner import export as export_lib
 from tfner import unlabelled
 from tfner.config import Config, ConfigError, load_config
 from tfner.inference import NerModule
-from tfner.labels import TagSet
+from tfner.labels import TagSet, parse_labels_file
 from tfner.model import NerTagger
 from tfner.predict import resolve_version
 from tfner.train import CLEAR_ERRORS, Corpus, Trainer, load_corpus, print_summary, run, start_process
@@ -90,8 +90,9 @@ def read_teacher(config: Config) -> tuple[Config, TagSet]:
         raise ConfigError(f"distill.teacher {teacher}: no {' or '.join(missing)} beside its config.yaml; give the "
                           "whole run_dir of a python -m tfner.train run (copy it again if it was cut short)")
     teacher_config = load_config(os.path.join(teacher, "config.yaml"))
-    with tf.io.gfile.GFile(os.path.join(teacher, "labels.txt")) as f:
-        tag_set = TagSet(f.read().split())
+    labels_path = os.path.join(teacher, "labels.txt")
+    with tf.io.gfile.GFile(labels_path) as f:
+        tag_set = TagSet(parse_labels_file(f.read(), labels_path))
     vocab = os.path.join(teacher, "vocab.txt")
     if config.data.vocab and os.path.abspath(config.data.vocab) != os.path.abspath(vocab):
         raise ConfigError(f"data.vocab {config.data.vocab}: the student shares the teacher's vocabulary ({vocab}); "

@@ -30,9 +30,10 @@ import tensorflow as tf
 
 from tfner.config import load_config
 from tfner.inference import NerModule
-from tfner.labels import TagSet
+from tfner.labels import TagSet, parse_labels_file
 from tfner.model import build_tagger, dtype_policy, load_backbone_config
 from tfner.tokenizer import CharTokenizer, read_vocabulary
+from tfner.versions import version_folders
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ def load_run(run_dir: str, precision: str | None = None) -> NerModule:
     precision = precision or config.export.precision
     if precision not in PRECISION_POLICIES:
         raise ValueError(f"precision must be one of {sorted(PRECISION_POLICIES)}, got {precision!r}")
-    with open(os.path.join(run_dir, "labels.txt"), encoding="utf-8") as f:
-        tag_set = TagSet(f.read().split())
+    labels_path = os.path.join(run_dir, "labels.txt")
+    with open(labels_path, encoding="utf-8") as f:
+        tag_set = TagSet(parse_labels_file(f.read(), labels_path))
     vocabulary = read_vocabulary(os.path.join(run_dir, "vocab.txt"))
     best = os.path.join(run_dir, "best", "model")
     if not tf.io.gfile.exists(best + ".index"):
@@ -72,17 +74,18 @@ def load_run(run_dir: str, precision: str | None = None) -> NerModule:
     with dtype_policy(PRECISION_POLICIES[precision]):
         backbone = load_backbone_config(backbone_file) if os.path.exists(backbone_file) else None
         model = build_tagger(config.model, len(vocabulary), config.data.max_seq_length, tag_set, backbone=backbone)
-    tf.train.Checkpoint(model=model).read(best).assert_existing_objects_matched().expect_partial()
+    try:
+        tf.train.Checkpoint(model=model).read(best).assert_existing_objects_matched().expect_partial()
+    except (tf.errors.OpError, IndexError, AssertionError) as e:  # damaged files, or another model's weights
+        raise ValueError(f"{run_dir}/best: the weights do not load ({type(e).__name__}: {e}); the files are "
+                         "damaged or belong to another model: restore best/ from a copy, or train again") from None
     tokenizer = CharTokenizer(vocabulary, config.data.lowercase)
     return NerModule(model, tokenizer, tag_set, config.data.max_seq_length, config.export.window_overlap,
                      group_windows=config.export.group_windows)
 
 
 def next_version(base_dir: str) -> int:
-    if not tf.io.gfile.isdir(base_dir):
-        return 1
-    versions = [int(n.rstrip("/")) for n in tf.io.gfile.listdir(base_dir) if n.rstrip("/").isdigit()]
-    return max(versions, default=0) + 1
+    return max(version_folders(base_dir), default=0) + 1
 
 
 def _alive(pid: int) -> bool:
@@ -131,7 +134,7 @@ def export_module(module: NerModule, base_dir: str, model_name: str, version: in
     version = version or next_version(base_dir)
     final = os.path.join(base_dir, str(version))
     if tf.io.gfile.exists(final):
-        raise FileExistsError(f"{final} exists; versions are never overwritten (omit --version for the next one)")
+        raise FileExistsError(f"{final} exists; versions are never overwritten (pass version=None for the next free one)")
     # Not a number: TF Serving skips it. Host and pid let a later export remove it if this process is killed.
     staging = os.path.join(base_dir, f".tmp-{version}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tf.io.gfile.makedirs(base_dir)
@@ -200,17 +203,13 @@ def run_digest(run_dir: str) -> str:
 
 def find_export(base_dir: str, digest: str, precision: str = "float32") -> str | None:
     """The newest version under base_dir exported from a run of this digest at this precision, if any."""
-    if not tf.io.gfile.isdir(base_dir):
-        return None
-    versions = sorted((int(n.rstrip("/")) for n in tf.io.gfile.listdir(base_dir) if n.rstrip("/").isdigit()),
-                      reverse=True)
-    for version in versions:
-        path = os.path.join(base_dir, str(version), "assets", "source.json")
+    for version, folder in sorted(version_folders(base_dir).items(), reverse=True):
+        path = os.path.join(folder, "assets", "source.json")
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path) as f:
                 source = json.load(f)
                 if source.get("digest") == digest and source.get("precision", "float32") == precision:
-                    return os.path.join(base_dir, str(version))
+                    return folder
     return None
 
 
@@ -250,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         print(export_run(args.run, args.out, precision=args.precision))
-    except (OSError, ValueError) as e:  # no best/ yet, a config or checkpoint that does not load
+    except (OSError, ValueError, tf.errors.OpError) as e:  # no best/ yet, a config or checkpoint that does not
+        # load, an --out TensorFlow cannot write (OpError is not an OSError)
         print(f"tfner.export: {e}", file=sys.stderr)
         return 2
     return 0

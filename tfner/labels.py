@@ -151,6 +151,33 @@ def spans_to_tags(length: int, spans: Iterable[Span], scheme: str = "BIOES") -> 
     return tags, dropped
 
 
+def parse_labels_file(text: str, source: str) -> list[str]:
+    """The entity types of a run's labels.txt: one a line, sorted and each once, as training writes them.
+
+    Tag ids are positions in the sorted types, and the checkpoint's weights are indexed by them. A file saved
+    with a byte-order mark, or edited (a type renamed, one added), sorts differently and would give every
+    learned tag another type's name without any error; it is refused instead, naming the line.
+
+    Args:
+        text: str. The file's content.
+        source: str. Its path, for the messages.
+    """
+    labels = []
+    for number, line in enumerate(text.splitlines(), 1):
+        label = line.strip()
+        if not label:
+            continue
+        if label.startswith("\ufeff") or any(c.isspace() for c in label):
+            raise ValueError(f"{source}:{number}: {label!r} is not an entity type (a byte-order mark or a space "
+                             "in it): the file was edited; restore the labels.txt the run wrote")
+        labels.append(label)
+    if labels != sorted(set(labels)):
+        raise ValueError(f"{source}: the entity types {labels} are not sorted and unique, as training wrote them; "
+                         "tag ids follow that order, so the edited file would give every type another's name: "
+                         "restore the labels.txt the run wrote")
+    return labels
+
+
 class TagSet:
     """The model's tags: "O", then B-, I-, E-, S- of each entity type, in BIOES.
 

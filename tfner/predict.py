@@ -16,6 +16,8 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
 
+from tfner.versions import version_folders
+
 
 def resolve_version(path: str) -> str:
     """export/NAME -> export/NAME/<highest version holding a saved_model.pb>; a version folder is returned as is.
@@ -25,14 +27,14 @@ def resolve_version(path: str) -> str:
     """
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         return path
-    numbered = sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(path) if name.rstrip("/").isdigit()) \
-        if tf.io.gfile.isdir(path) else []
-    versions = [v for v in numbered if tf.io.gfile.exists(os.path.join(path, str(v), "saved_model.pb"))]
+    numbered = version_folders(path)
+    versions = {v: folder for v, folder in numbered.items()
+                if tf.io.gfile.exists(os.path.join(folder, "saved_model.pb"))}
     if not versions:
-        found = f" (its numbered folders {numbered} hold no saved_model.pb)" if numbered else ""
+        found = f" (its numbered folders {sorted(numbered)} hold no saved_model.pb)" if numbered else ""
         raise FileNotFoundError(f"{path}: neither a SavedModel nor a folder of numbered versions{found}; export "
                                 "one with python -m tfner.export --run RUN_DIR")
-    return os.path.join(path, str(max(versions)))
+    return versions[max(versions)]
 
 
 # Signature keys TensorFlow writes for itself (tf.saved_model.load does not list them among the signatures).

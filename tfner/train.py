@@ -34,7 +34,7 @@ from tfner.config import Config, ConfigError, load_config, save_config
 from tfner.distribute import make_strategy
 from tfner.evaluate import evaluate_saved_model
 from tfner.inference import NerModule
-from tfner.labels import TagSet
+from tfner.labels import TagSet, parse_labels_file
 from tfner.model import build_tagger, save_backbone_config
 from tfner.optimization import make_optimizers
 from tfner.predict import entities_from_outputs
@@ -629,7 +629,7 @@ def check_same_experiment(config: Config, corpus: Corpus) -> None:
         return
     differences = []
     with open(labels_path, encoding="utf-8") as f:
-        previous = f.read().split()
+        previous = parse_labels_file(f.read(), labels_path)
     if previous != corpus.tag_set.labels:
         differences.append(f"entity types {previous}, not {corpus.tag_set.labels}")
     vocab_path = os.path.join(config.run_dir, "vocab.txt")
