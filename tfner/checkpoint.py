@@ -414,7 +414,7 @@ def _read_safetensors_index(path: str) -> dict:
 
 
 def _is_preset_name(path: str) -> bool:
-    """True for keras-hub's built-in BERT preset names and URIs (kaggle://, hf://, gs://)."""
+    """True for keras-hub's built-in BERT preset names and URIs (kaggle://, gs://; hf:// is looked at first)."""
     return "://" in path or path in keras_hub.models.BertBackbone.presets
 
 
