@@ -40,7 +40,9 @@ def test_the_student_learns_to_agree_with_its_teacher(tiny_run):
     before = summary["distill"]["dev_agreement_before"]
     after = [h["dev_agreement"] for h in summary["history"]]
     assert after[-1] > before + 0.2 and after[-1] > 0.8, (before, after)
-    assert summary["distill"]["unlabelled_sequences"] > 0
+    read = summary["distill"]
+    assert 0 < read["unlabelled_sequences_per_epoch"] <= read["unlabelled_sequences"]
+    assert read["unlabelled_sequences_per_epoch"] <= summary["steps"] * 16  # tiny.py's batch size, one epoch
 
 
 def test_the_student_is_smaller_and_keeps_the_teachers_vocabulary_and_tags(tiny_run):
@@ -68,6 +70,23 @@ def test_a_teacher_export_or_another_vocabulary_is_refused(tiny_run, tmp_path):
     with pytest.raises(ConfigError, match="the student shares the teacher's vocabulary"):
         distill(tiny_config(str(tmp_path), [*STUDENT, f"distill.teacher={teacher['run_dir']}",
                                             f"data.vocab={tmp_path / 'other_vocab.txt'}"]))
+
+
+def test_a_student_checkpoint_of_another_vocabulary_is_refused_even_at_the_same_size(tiny_run, tmp_path):
+    """The teacher's vocabulary in another order was accepted: every token id looked up in another row."""
+    from tfner.checkpoint import ErfGeluBertBackbone
+    from tfner.pretrain import save_backbone_preset
+    from tfner.tokenizer import SPECIAL_TOKENS, read_vocabulary
+
+    teacher = tiny_run["teacher"]["run_dir"]
+    vocabulary = read_vocabulary(os.path.join(teacher, "vocab.txt"))
+    shuffled = list(SPECIAL_TOKENS) + vocabulary[len(SPECIAL_TOKENS):][::-1]
+    backbone = ErfGeluBertBackbone(vocabulary_size=len(shuffled), num_layers=1, num_heads=2, hidden_dim=8,
+                                   intermediate_dim=16, max_sequence_length=32)
+    save_backbone_preset(backbone, shuffled, True, str(tmp_path / "preset"))
+    with pytest.raises(ConfigError, match=r"its vocabulary \(.*\) is not the teacher's"):
+        distill(tiny_config(str(tmp_path), [*STUDENT, f"distill.teacher={teacher}",
+                                            f"model.init={tmp_path / 'preset'}"]))
 
 
 def test_tfner_serve_serves_the_student(tiny_run, start_server):

@@ -2,8 +2,12 @@
 backbone that loads back strictly (same class, so the same GELU; same vocabulary), and a model fine-tuned from
 it whose export keeps the serving contract (tests/test_export.py's own tests, run on that export)."""
 
+import bz2
 import collections
+import gzip
+import io
 import json
+import lzma
 import os
 
 import keras
@@ -138,6 +142,51 @@ def test_unlabelled_reader_streams_both_formats_and_names_bad_lines(corpus, tmp_
     bad.write_text('{"text": "好"}\n{"content": "坏"}\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"bad.jsonl:2: expected an object with a string field 'text'"):
         list(unlabelled.iter_documents([str(bad)]))
+
+
+def test_unlabelled_files_may_be_compressed_and_end_lines_with_cr(corpus, tmp_path):
+    """A .gz corpus was refused as "not UTF-8 ... iconv"; \r line ends made one document of a whole file."""
+    texts = corpus["texts"][:5]
+    body = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts).encode("utf-8")
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(body) + b"\0" * 64)  # zero padding, as gzip -d reads
+    (tmp_path / "b.txt.bz2").write_bytes(bz2.compress("\r".join(texts).encode("utf-8")))
+    (tmp_path / "c.txt.xz").write_bytes(lzma.compress("\r\n".join(texts).encode("utf-8")))
+    for name in ("a.jsonl.gz", "b.txt.bz2", "c.txt.xz"):
+        assert list(unlabelled.iter_documents([str(tmp_path / name)])) == texts, name
+    whole = gzip.compress("".join(t + "\n" for t in corpus["texts"] * 20).encode("utf-8"))
+    (tmp_path / "cut.txt.gz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"cut\.txt\.gz: the compressed data is damaged or cut short"):
+        list(unlabelled.iter_documents([str(tmp_path / "cut.txt.gz")]))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 1 << 20])
+def test_binary_lines_end_at_lf_crlf_or_cr_across_reads(size):
+    data = b"a\r\nb\rc\n\nd\r"
+    assert list(unlabelled.binary_lines(io.BytesIO(data), size)) == [b"a", b"b", b"c", b"", b"d"]
+
+
+def test_a_nul_in_the_corpus_is_unknown_not_a_vocabulary_entry_that_fails_the_save(corpus, tmp_path):
+    """keras-hub's tokenizer refused "\\x00" as a zero-length key, after every step had been trained."""
+    text = tmp_path / "nul.txt"
+    text.write_text("\n".join(corpus["texts"]) + "\n王\x00伟\n", encoding="utf-8")
+    assert "\x00" not in unlabelled.survey([str(text)], 30).vocabulary
+    config = pretrain_config(str(tmp_path), str(text), "scratch", [
+        "train.max_steps=1", "model.num_layers=1", "model.hidden_dim=8", "model.num_heads=2",
+        "model.intermediate_dim=16"])
+    assert checkpoint.load_backbone(pretrain(config)["backbone"]).vocabulary_size > 6
+
+
+def test_a_run_dir_of_another_shape_is_refused_before_its_config_is_rewritten(corpus, tmp_path):
+    shape = ["train.max_steps=1", "model.num_layers=1", "model.hidden_dim=8", "model.intermediate_dim=16"]
+    pretrain(pretrain_config(str(tmp_path), corpus["txt"], "scratch", shape))
+    before = (tmp_path / "run" / "config.yaml").read_text(encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"holds another run: model.hidden_dim 8, not 16"):  # was a restore traceback
+        pretrain(pretrain_config(str(tmp_path), corpus["txt"], "scratch", [*shape, "model.hidden_dim=16"]))
+    assert (tmp_path / "run" / "config.yaml").read_text(encoding="utf-8") == before
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n \n\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"pretrain.text \(.*blank.txt\) holds no text"):
+        pretrain(pretrain_config(str(tmp_path / "b"), str(blank), "scratch"))
 
 
 def test_a_few_steps_lower_the_held_out_loss(pretrained):

@@ -35,7 +35,7 @@ import sys
 
 import tensorflow as tf
 
-from tfner import data
+from tfner import checkpoint, data
 from tfner import export as export_lib
 from tfner import unlabelled
 from tfner.config import Config, ConfigError, load_config
@@ -43,6 +43,7 @@ from tfner.inference import NerModule
 from tfner.labels import TagSet, parse_labels_file
 from tfner.model import NerTagger
 from tfner.predict import resolve_version
+from tfner.tokenizer import read_vocabulary
 from tfner.train import CLEAR_ERRORS, Corpus, Trainer, load_corpus, print_summary, run, start_process
 
 log = logging.getLogger("tfner.distill")
@@ -104,6 +105,17 @@ def read_teacher(config: Config) -> tuple[Config, TagSet]:
             "and has no position embeddings beyond its own length; set data.max_seq_length to at most "
             f"{teacher_config.data.max_seq_length}"
         )
+    if config.model.init != "scratch":
+        # The student reads the teacher's token ids; a checkpoint of another vocabulary (even one of the same
+        # size, which nothing later would notice) would look every id up in the wrong embedding row.
+        try:
+            own = checkpoint.vocabulary_path(config.model.init)
+        except (FileNotFoundError, ValueError):
+            own = None  # none ships with it: only its embedding count can be checked (tfner.model)
+        if own is not None and read_vocabulary(own) != read_vocabulary(vocab):
+            raise ConfigError(f"model.init {config.model.init}: its vocabulary ({own}) is not the teacher's ({vocab}); "
+                              "the student reads the teacher's token ids: start it from a checkpoint of the "
+                              "teacher's vocabulary, or from scratch")
     config.data.vocab = vocab
     config.data.lowercase = teacher_config.data.lowercase
     return teacher_config, tag_set
@@ -204,8 +216,12 @@ class DistillTrainer(Trainer):
         # The student as initialised.
         before = self.starting_figure("agreement_before", lambda: self.agreement(dev_texts)) if dev_texts else None
         summary = super().fit()
+        unlabelled = int(self.extra_source.cardinality()) if self.extra_source else 0
+        # Each labelled step takes one batch of the unlabelled text, so an epoch reads at most this many of them
+        # (a new shuffle each epoch); the rest of a larger unlabelled set waits for later epochs, or is not read.
+        per_epoch = min(unlabelled, self.steps_per_epoch * self.config.train.batch_size)
         summary["distill"] = {"teacher": self.config.distill.teacher, "dev_agreement_before": before,
-                              "unlabelled_sequences": int(self.extra_source.cardinality()) if self.extra_source else 0}
+                              "unlabelled_sequences": unlabelled, "unlabelled_sequences_per_epoch": per_epoch}
         return summary
 
 

@@ -33,8 +33,8 @@ from tfner import data, masked_lm, unlabelled
 from tfner.config import Config, ConfigError, load_config, save_config
 from tfner.model import build_backbone
 from tfner.tokenizer import MASK, CharTokenizer, read_vocabulary, write_vocabulary
-from tfner.train import (CLEAR_ERRORS, TrainingLoop, _write_json, input_pipelines, random_states, start_process,
-                         uses_static_shapes)
+from tfner.train import (CLEAR_ERRORS, SHAPE_KEYS, TrainingLoop, _write_json, changed_settings, input_pipelines,
+                         random_states, start_process, uses_static_shapes)
 
 log = logging.getLogger("tfner.pretrain")
 
@@ -93,6 +93,14 @@ class MaskedLMTrainer(TrainingLoop):
         self.max_seq_length = config.data.max_seq_length
         self.tokenizer = CharTokenizer(vocabulary, config.data.lowercase)
         self.num_train = num_sequences - p.held_out
+        if num_sequences == 0:
+            raise ConfigError(f"pretrain.text ({', '.join(p.text)}) holds no text: every line is blank, or its "
+                              f"{p.text_field!r} field empty; check the files and pretrain.text_field")
+        try:  # the backbone is saved with keras-hub's tokenizer at the end: a vocabulary it refuses fails now
+            keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=config.data.lowercase)
+        except Exception as e:
+            raise ConfigError(f"the vocabulary cannot be saved with the backbone: keras-hub's BertTokenizer refuses "
+                              f"it ({type(e).__name__}: {e}); remove the entry it names from the vocabulary") from None
         if self.num_train <= 0:  # said as such: "after the 5000 held out, -3657 are left" read as a bug
             raise ConfigError(
                 f"pretrain.held_out {p.held_out} is not below the {num_sequences} sequences of pretrain.text (of up "
@@ -206,12 +214,21 @@ def save_backbone_preset(backbone: keras_hub.models.BertBackbone, vocabulary: li
 
 
 def prepare_run_dir(config: Config, vocabulary: list[str]) -> None:
-    """Writes config.yaml and vocab.txt; a run_dir pretrained with another vocabulary is refused."""
+    """Writes config.yaml and vocab.txt; a run_dir pretrained with another vocabulary or shape is refused.
+
+    Checked before anything is written: the restore would fail on the checkpoints' shapes anyway, but only after
+    config.yaml had been rewritten to describe a model its checkpoints are not.
+    """
     os.makedirs(config.run_dir, exist_ok=True)
     vocab_path = os.path.join(config.run_dir, "vocab.txt")
     if os.path.exists(vocab_path) and read_vocabulary(vocab_path) != vocabulary:
         raise ConfigError(f"run_dir {config.run_dir} holds a run with another vocabulary ({vocab_path}); choose a "
                           "new run_dir (or delete the old one) to start afresh")
+    differences = changed_settings(config, tuple(k for k in SHAPE_KEYS if k != "model.head"))  # no tagging head
+    if differences:
+        raise ConfigError(f"run_dir {config.run_dir} holds another run: {'; '.join(differences)}. Choose a new "
+                          "run_dir (or delete the old one) to start afresh, or run again with that run's settings "
+                          "to resume it")
     save_config(config, os.path.join(config.run_dir, "config.yaml"))
     write_vocabulary(vocabulary, vocab_path)
 

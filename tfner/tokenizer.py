@@ -77,6 +77,9 @@ def build_vocabulary(texts: Iterable[str], lowercase: bool = True, min_count: in
     """
     counts = collections.Counter(normalize_character(c, lowercase) for text in texts for c in text)
     counts.pop(" ", None)  # whitespace has [unused1]
+    # NUL reads as [UNK]: as a vocabulary entry it is a zero-length key to keras-hub's tokenizer, which then
+    # refused to save a pretrained backbone, after every step of its run had been trained.
+    counts.pop("\x00", None)
     chars = sorted((c for c, n in counts.items() if n >= min_count), key=lambda c: (-counts[c], c))
     return list(SPECIAL_TOKENS) + [c for c in chars if c not in SPECIAL_TOKENS]
 

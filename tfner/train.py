@@ -618,6 +618,22 @@ SHAPE_KEYS = ("model.num_layers", "model.hidden_dim", "model.num_heads", "model.
               "data.max_seq_length")
 
 
+def changed_settings(config: Config, keys: tuple[str, ...]) -> list[str]:
+    """`key then, not now` for each of keys that run_dir/config.yaml sets otherwise than config does."""
+    config_path = os.path.join(config.run_dir, "config.yaml")
+    if not os.path.exists(config_path):
+        return []
+    with open(config_path, encoding="utf-8") as f:
+        before = yaml.safe_load(f) or {}  # as written, not through load_config: an older run's keys may differ
+    differences = []
+    for key in keys:
+        section, name = key.split(".")
+        then, now = (before.get(section) or {}).get(name), getattr(getattr(config, section), name)
+        if then is not None and then != now:
+            differences.append(f"{key} {then!r}, not {now!r}")
+    return differences
+
+
 def check_same_experiment(config: Config, corpus: Corpus) -> None:
     """Refuses a run_dir that holds a run of other entity types, another vocabulary or another model shape.
 
@@ -637,15 +653,7 @@ def check_same_experiment(config: Config, corpus: Corpus) -> None:
     if vocabulary != corpus.vocabulary:
         differences.append(f"a vocabulary of {len(vocabulary)} tokens, not this run's {len(corpus.vocabulary)} "
                            "(the training data or data.vocab changed)")
-    config_path = os.path.join(config.run_dir, "config.yaml")
-    if os.path.exists(config_path):
-        with open(config_path, encoding="utf-8") as f:
-            before = yaml.safe_load(f) or {}  # as written, not through load_config: an older run's keys may differ
-        for key in SHAPE_KEYS:
-            section, name = key.split(".")
-            then, now = (before.get(section) or {}).get(name), getattr(getattr(config, section), name)
-            if then is not None and then != now:
-                differences.append(f"{key} {then!r}, not {now!r}")
+    differences += changed_settings(config, SHAPE_KEYS)
     if differences:
         raise ConfigError(
             f"run_dir {config.run_dir} holds another run: {'; '.join(differences)}. Choose a new run_dir (or delete "

@@ -7,17 +7,25 @@ formats, told apart by extension:
   CLUENER's files are; other fields (labels, ids) are ignored.
 - Anything else: plain text, one document per line.
 
-Paths and globs go through tf.io.gfile (local, gs://, s3://) and are read line by line, so a corpus larger
-than memory streams. Blank lines are skipped and the ends of each line are stripped. A document longer than
+A compression suffix (.gz, .bz2, .xz) is looked through: corpus.jsonl.gz is JSON lines, decompressed as it is
+read. Paths and globs go through tf.io.gfile (local, gs://, s3://) and are read line by line, so a corpus larger
+than memory streams. A line ends at \n, \r\n or a lone \r. Blank lines are skipped and the ends of each line
+are stripped. A document longer than
 a model sequence is cut into consecutive pieces, so that every character is seen: with 126 characters a
 sequence, a 300-character document gives pieces of 126, 126 and 48.
 
 Bad input raises tfner.data.DataError naming the file and line.
 """
 
+import bz2
 import collections
+import contextlib
 import dataclasses
+import gzip
 import json
+import lzma
+import re
+import zlib
 from collections.abc import Iterator, Sequence
 
 import tensorflow as tf
@@ -26,36 +34,90 @@ from tfner.data import DataError, check_surrogates, expand_paths
 from tfner.tokenizer import build_vocabulary
 
 
+# Suffix -> a reader that decompresses a binary stream as it is read.
+DECOMPRESSORS = {
+    ".gz": lambda f: gzip.GzipFile(fileobj=f),  # several members, and zero padding after them, as gzip -d reads
+    ".bz2": bz2.BZ2File,
+    ".xz": lzma.LZMAFile,
+}
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
 def is_json_lines(path: str) -> bool:
-    return path.lower().endswith((".jsonl", ".json"))
+    name = path.lower()
+    for suffix in DECOMPRESSORS:
+        name = name.removesuffix(suffix)
+    return name.endswith((".jsonl", ".json"))
+
+
+@contextlib.contextmanager
+def open_binary(path: str):
+    """The file's bytes, decompressed by its suffix (DECOMPRESSORS)."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+        decompressor = DECOMPRESSORS.get(next((s for s in DECOMPRESSORS if path.lower().endswith(s)), ""))
+        if decompressor is None:
+            yield f
+        else:
+            with decompressor(f) as stream:
+                yield stream
+
+
+def binary_lines(stream, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a binary stream without their ends: a line ends at \n, \r\n or a lone \r.
+
+    Split here rather than by GFile's own lines, which drop every \r: a file with \r line ends (old Mac
+    editors) read as one line, in memory, its documents run together. UTF-8 never has these bytes inside a
+    character, so the split is safe before decoding.
+    """
+    buffer = b""
+    while chunk := stream.read(chunk_size):
+        buffer += chunk
+        cut = len(buffer) - 1 if buffer.endswith(b"\r") else len(buffer)  # its \n may be in the next chunk
+        *lines, rest = _LINE_END.split(buffer[:cut])
+        buffer = rest + buffer[cut:]
+        yield from lines
+    if buffer:
+        yield from _LINE_END.split(buffer.removesuffix(b"\r"))
 
 
 def iter_documents(patterns: Sequence[str], text_field: str = "text") -> Iterator[str]:
     """Yields the non-empty documents of every file of `patterns`, in order."""
     for path in expand_paths(patterns):
-        json_lines = is_json_lines(path)
-        with tf.io.gfile.GFile(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                try:
-                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataError(f"{path}:{number}: not UTF-8 ({e.reason}); convert the file, e.g. with iconv") from None
-                if not line.strip():
-                    continue
-                if json_lines:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise DataError(f"{path}:{number}: not a JSON object ({e.msg}); JSON lines files (.jsonl, "
-                                        ".json) hold one object per line; plain text needs another extension") from None
-                    if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                        raise DataError(f"{path}:{number}: expected an object with a string field {text_field!r} "
-                                        "(set pretrain.text_field / distill.text_field to the field that holds the text)")
-                    check_surrogates(path, number, line, record, text_field, whole_record=False)  # other fields unread
-                    line = record[text_field]
-                line = line.strip()
-                if line:
-                    yield line
+        number = 0
+        try:
+            with open_binary(path) as stream:
+                for number, line in enumerate(binary_lines(stream), start=1):
+                    yield from _document(path, number, line, text_field)
+        except (EOFError, OSError, zlib.error, lzma.LZMAError) as e:
+            if isinstance(e, OSError) and e.errno is not None:  # a failure to read the bytes, not their content
+                raise
+            raise DataError(f"{path}: the compressed data is damaged or cut short ({e}), {number} line(s) into "
+                            "the file; check it (gzip -t, bzip2 -t or xz -t) and copy it again") from None
+
+
+def _document(path: str, number: int, raw: bytes, text_field: str) -> Iterator[str]:
+    """The document of one line (none for a blank one)."""
+    try:
+        line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{number}: not UTF-8 ({e.reason}); convert the file, e.g. with iconv") from None
+    if not line.strip():
+        return
+    if is_json_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{number}: not a JSON object ({e.msg}); JSON lines files (.jsonl, "
+                            ".json) hold one object per line; plain text needs another extension") from None
+        if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+            raise DataError(f"{path}:{number}: expected an object with a string field {text_field!r} "
+                            "(set pretrain.text_field / distill.text_field to the field that holds the text)")
+        check_surrogates(path, number, line, record, text_field, whole_record=False)  # other fields unread
+        line = record[text_field]
+    line = line.strip()
+    if line:
+        yield line
 
 
 def iter_sequences(patterns: Sequence[str], max_chars: int, text_field: str = "text") -> Iterator[str]:
