@@ -635,7 +635,8 @@ CLI_ERRORS = [
      ["--config", "configs/tiny.yaml", "--set", "data.train=/nonexistent/train.bio",
       "--set", "data.vocab=configs/tiny.yaml"],
      "tfner.train: data.vocab: configs/tiny.yaml: vocabulary lacks [PAD], [UNK], [CLS], [SEP]"),
-    ("client: zero timeout", "client", ["--server", "127.0.0.1:1", "--timeout", "0", "北京"], "timeout"),
+    ("client: zero timeout", "client", ["--server", "127.0.0.1:1", "--timeout", "0", "北京"],
+     "argument --timeout: give seconds > 0 and < 1e9"),
 ]
 
 
@@ -695,17 +696,16 @@ def test_evaluate_refuses_an_output_it_cannot_write_before_scoring(tmp_path, cap
     assert code == 2 and fragment.format(tmp=tmp_path) in err and "Traceback" not in err, err
 
 
-def test_evaluate_writes_its_output_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
+def test_evaluate_writes_its_output_whole_or_not_at_all(tiny_run, tmp_path, capsys):
+    """The real command on the tiny export: its JSON in place, no temporary file beside it (a write cut short
+    is tests/test_atomic_write.py's)."""
     from tfner import evaluate
 
-    path = write(tmp_path, "gold.jsonl", '{"text": "北京", "entities": [{"start": 0, "end": 2, "label": "LOC"}]}\n')
-    result = {"model": "m/1", "f1": 1.0, "precision": 1.0, "recall": 1.0, "types_not_in_model": []}
-    monkeypatch.setattr(evaluate, "evaluate_saved_model", lambda model, examples: result)
-    monkeypatch.setattr(evaluate.metrics, "format_table", lambda result: "")
-    written = []
-    monkeypatch.setattr(evaluate, "write_atomically", lambda p, text: written.append((p, json.loads(text))))
-    assert evaluate.main(["--model", "m", "--data", path, "--output", str(tmp_path / "m.json")]) == 0
-    assert written == [(str(tmp_path / "m.json"), result)]  # through a temporary name renamed into place
+    (tmp_path / "out").mkdir()
+    output = tmp_path / "out" / "m.json"
+    assert evaluate.main(["--model", tiny_run["export"], "--data", tiny_run["test"], "--output", str(output)]) == 0
+    assert json.loads(output.read_text(encoding="utf-8"))["f1"] == pytest.approx(tiny_run["summary"]["test"]["f1"])
+    assert os.listdir(tmp_path / "out") == ["m.json"]
 
 
 def test_serve_refuses_thread_counts_once_tensorflow_ran(capsys):

@@ -1,4 +1,5 @@
-"""The benchmarks run end to end on tiny inputs (their figures are not judged)."""
+"""The benchmarks run end to end on tiny inputs (their speed figures are not judged; that batching merged the
+requests of 4 clients into calls is)."""
 
 import json
 import os
@@ -35,11 +36,6 @@ def test_serve_load_runs_both_modes_and_reports_merging(tmp_path, export_factory
         if name.startswith("tfner.serve"):
             # Off: one request a call. On: 4 clients fill calls of up to 4 texts.
             assert float(per_call) == 1.0 if name.endswith("off") else float(per_call) > 1.0, (name, rows[name])
-    # The floor server computes nothing: it must cost the server less CPU a request than tfner.serve does.
-    for size in (1, 2):
-        floor = float(rows[f"gRPC floor, {size} text(s)/request"][-1])
-        served = float(rows[f"tfner.serve, {size} text(s)/request, batching off"][-1])
-        assert floor < served, (size, floor, served)
     caps = [line for line in result.stdout.splitlines() if line.startswith("share cap,")]
     assert len(caps) == (2 if len(os.sched_getaffinity(0)) in (2, 3) else 0), result.stdout
     assert "tfner.serve, 2 text(s)/request, batching on" in rows

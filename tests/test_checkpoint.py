@@ -520,7 +520,7 @@ def test_nothing_assigned_when_check_fails(tmp_path, monkeypatch):
     folder = write_huggingface(tmp_path, tensors)
     reads = []
     monkeypatch.setattr(checkpoint._SafetensorsReader, "get", lambda self, name: reads.append(name))
-    with pytest.raises(CheckpointMismatchError):
+    with pytest.raises(CheckpointMismatchError, match=r"bert\.pooler\.dense\.bias"):
         load_backbone(folder)
     assert reads == []
 

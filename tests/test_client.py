@@ -182,16 +182,17 @@ def fake_server():
 
 
 def test_retries_unavailable_with_jittered_exponential_backoff(fake_server, monkeypatch):
-    sleeps = []
+    sleeps, windows = [], []
     monkeypatch.setattr(light_client.time, "sleep", sleeps.append)
+    # The standard library's draw, recorded: each wait is a full-jitter draw from a window that doubles to the cap.
+    monkeypatch.setattr(light_client.random, "uniform", lambda low, high: windows.append((low, high)) or high)
     service = FlakyService(failures=3)
     with NerClient(fake_server(service), retries=3, backoff_s=0.1, max_backoff_s=0.3) as client:
         assert client.predict(["北京"]) == [[Entity("LOC", 0, 2, "北京", 0.5)]]
         assert client.last_version == 7
     assert service.calls == 4
-    assert len(sleeps) == 3
-    for attempt, slept in enumerate(sleeps):
-        assert 0.0 <= slept <= min(0.3, 0.1 * 2 ** attempt)
+    assert windows == [(0, 0.1), (0, 0.2), (0, 0.3)]  # 0.1 doubled, capped at max_backoff_s
+    assert sleeps == [0.1, 0.2, 0.3]  # what was drawn is what was slept
 
 
 def test_gives_up_after_retries(fake_server, monkeypatch):

@@ -1,5 +1,6 @@
 """The export contract (export/README.md): TF Serving's load path, core ops only, exact offsets, long texts."""
 
+import collections
 import io
 import json
 import os
@@ -133,8 +134,16 @@ def test_long_text_is_tagged_completely_through_windows(module):
     assert all(text[e["start"] : e["end"]] == e["text"] for e in entities)
     # Entities far from any seam are what the model finds in the sentence tagged alone.
     alone = entities_from_outputs({k: v.numpy() for k, v in module(tf.constant([sentence])).items()})[0]
-    counts = len(entities) / 250
-    assert abs(counts - len(alone)) <= 1, (len(entities), alone)
+    assert alone, "the tiny model finds nothing in the sentence: the comparison below would check nothing"
+    span = len(sentence)
+    shifted = collections.Counter((e["label"], e["start"] % span, e["end"] - e["start"] // span * span)
+                                  for e in entities)
+    # Each entity of the sentence alone is found in most of the 250 copies: the tiny model reads a copy in other
+    # context (a window may start mid-sentence) and moves a boundary in some (~20 % seen). About as many entities
+    # as the copies hold in all: no copy lost, none tagged twice.
+    for e in alone:
+        assert shifted[(e["label"], e["start"], e["end"])] >= 150, (e, shifted)
+    assert abs(sum(shifted.values()) - 250 * len(alone)) <= 125, shifted
 
 
 def test_batch_composition_does_not_change_predictions(module):

@@ -146,7 +146,7 @@ def test_batcher_pads_merges_and_splits():
 def test_batcher_runs_a_full_batch_without_waiting_for_the_timeout():
     # A request that fills the queue wakes the batch thread; the ones before
     # it did not (the thread was already waiting on the first one's timeout).
-    options = BatchOptions(max_batch_size=3, batch_timeout_s=120.0, num_batch_threads=1)
+    options = BatchOptions(max_batch_size=3, batch_timeout_s=3600.0, num_batch_threads=1)
     batcher = batching.Batcher(options)
     calls, results = [], {}
     barrier = threading.Barrier(3)
@@ -160,7 +160,7 @@ def test_batcher_runs_a_full_batch_without_waiting_for_the_timeout():
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)  # Far below the 120 s timeout: only a missed wake-up waits that long.
+        t.join(300)  # Not a speed figure: a missed wake-up would wait out the hour-long timeout.
     assert not any(t.is_alive() for t in threads), "the full batch waited for its timeout"
     batcher.stop()
     assert calls == [3] and results == {"a": ["a"], "b": ["b"], "c": ["c"]}

@@ -103,11 +103,9 @@ test("aborting cancels the calls in flight and rejects with AbortError", async (
   const calls = new CallCounter();
   const c = client({ chunkSize: 1, maxConcurrentChunks: 4, interceptors: [calls.interceptor] });
   const controller = new AbortController();
-  const started = Date.now();
   const pending = c.predict(Array(64).fill(LONGEST.text), { signal: controller.signal });
   setTimeout(() => controller.abort(new Error("caller gave up")), 20);
   await assert.rejects(pending, (e: unknown) => e instanceof AbortError && (e.cause as Error).message === "caller gave up");
-  assert.ok(Date.now() - started < 2_000, "the abort did not stop the work");
   assert.ok(calls.started.length < 64, `all ${calls.started.length} chunks were sent despite the abort`);
 });
 

@@ -1,6 +1,5 @@
 """Each error class from a real server's answer, and the texts refused before any call."""
 
-import time
 from concurrent import futures
 
 import grpc
@@ -49,7 +48,6 @@ def test_too_many_characters_is_resource_exhausted(server, limits):
 
 
 def test_closed_port_is_unavailable_after_retries(backoff_sleeps):
-    started = time.monotonic()
     with NerClient(f"127.0.0.1:{free_port()}", retries=3, backoff_s=0.05, max_backoff_s=0.1) as client:
         with pytest.raises(tfner_client.UnavailableError) as info:
             client.predict(["北京"])
@@ -57,7 +55,6 @@ def test_closed_port_is_unavailable_after_retries(backoff_sleeps):
     assert len(backoff_sleeps) == 3
     for attempt, slept in enumerate(backoff_sleeps):
         assert 0.0 <= slept <= min(0.1, 0.05 * 2 ** attempt)  # full jitter under the exponential cap
-    assert time.monotonic() - started < 5
 
 
 def test_deadline_that_expires_is_deadline_exceeded(server, parity, backoff_sleeps):

@@ -102,8 +102,9 @@ def test_status_lists_both_versions(server):
     assert [(v.version, v.state, v.error_code) for v in versions] == [(1, "AVAILABLE", "OK"), (2, "AVAILABLE", "OK")]
 
 
-def test_round_robin_over_every_address(server):
-    """round_robin resolves the name through DNS (`dns:///`) and spreads calls over the addresses that answer."""
+def test_round_robin_reaches_the_server_through_a_name(server):
+    """round_robin resolves the name through DNS (`dns:///`) and calls the addresses that answer (one here: the
+    server listens on 127.0.0.1 only, so the spreading itself is not observed)."""
     host, port = server.rsplit(":", 1)
     target = f"localhost:{port}" if host == "127.0.0.1" else server  # A name, as in a cluster.
     with NerClient(target, load_balancing="round_robin") as client:
