@@ -10,9 +10,8 @@ formats, told apart by extension:
 A compression suffix (.gz, .bz2, .xz) is looked through: corpus.jsonl.gz is JSON lines, decompressed as it is
 read. Paths and globs go through tf.io.gfile (local, gs://, s3://) and are read line by line, so a corpus larger
 than memory streams. A line ends at \n, \r\n or a lone \r. Blank lines are skipped and the ends of each line
-are stripped. A document longer than
-a model sequence is cut into consecutive pieces, so that every character is seen: with 126 characters a
-sequence, a 300-character document gives pieces of 126, 126 and 48.
+are stripped. A document longer than a model sequence is cut into consecutive pieces, so that every character
+is seen: with 126 characters a sequence, a 300-character document gives pieces of 126, 126 and 48.
 
 Bad input raises tfner.data.DataError naming the file and line.
 """
