@@ -192,7 +192,8 @@ CONFIG_ERRORS = [
     # (kind, YAML text, --set overrides, fragments)
     ("typo in a key", "train:\n  epoch: 3\n", [], ["unknown key 'train.epoch'; did you mean 'train.epochs'?"]),
     ("wrong type", "train:\n  batch_size: 32x\n", [], ["'train.batch_size' must be an integer, got '32x'"]),
-    ("list where a number goes", "train:\n  learning_rate: [1, 2]\n", [], ["'train.learning_rate' must be a finite number"]),
+    ("list where a number goes", "train:\n  learning_rate: [1, 2]\n", [],
+     ["'train.learning_rate' must be a finite number"]),
     ("zero checkpoint interval", "train:\n  checkpoint_every_steps: 0\n", [],
      ["'train.checkpoint_every_steps' must be >= 1; got 0"]),
     ("dropout out of range", "model:\n  dropout: 1.5\n", [], ["'model.dropout' must be in [0, 1); got 1.5"]),

@@ -11,7 +11,8 @@ The package map, in pipeline order (README's layout table says the same):
     transpose.py                        a transpose oneDNN's graph rewrite leaves to TensorFlow's own kernel
     optimization.py, distribute.py      AdamW parameter groups and schedules; the tf.distribute strategy
     train.py, evaluate.py, metrics.py   python -m tfner.train / tfner.evaluate; seqeval scores
-    inference.py, export.py, versions.py  the serving graph (text in, spans out); python -m tfner.export; version folders
+    inference.py, export.py             the serving graph (text in, spans out); python -m tfner.export
+    versions.py                         an export base's version folders, by TF Serving's rule
     faults.py                           the TFNER_FAULT test hook: SIGKILL at a named crash window
     unlabelled.py, masked_lm.py         unlabelled text streams; masked-LM masking and model
     pretrain.py, distill.py             python -m tfner.pretrain / tfner.distill

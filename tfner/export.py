@@ -134,7 +134,7 @@ def export_module(module: NerModule, base_dir: str, model_name: str, version: in
     version = version or next_version(base_dir)
     final = os.path.join(base_dir, str(version))
     if tf.io.gfile.exists(final):
-        raise FileExistsError(f"{final} exists; versions are never overwritten (pass version=None for the next free one)")
+        raise FileExistsError(f"{final} exists; versions are never overwritten (version=None takes the next free one)")
     # Not a number: TF Serving skips it. Host and pid let a later export remove it if this process is killed.
     staging = os.path.join(base_dir, f".tmp-{version}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tf.io.gfile.makedirs(base_dir)
