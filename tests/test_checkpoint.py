@@ -387,6 +387,18 @@ def test_hf_uri_of_a_transformers_repository_loads_as_its_folder_does(hugging_fa
         load_backbone("hf://owner/empty")
 
 
+def test_hf_uri_unreachable_is_named_not_taken_for_a_repository_without_config(tmp_path, monkeypatch):
+    """Offline, huggingface_hub raises a subclass of EntryNotFoundError: it read as "has no config.json"."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # the real download, which refuses to reach the hub
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"hf://owner/bert: config.json could not be fetched from the Hugging "
+                                                r"Face hub and is not in its cache; .*huggingface-cli download "
+                                                r"owner/bert --local-dir DIR"):
+        load_backbone("hf://owner/bert")
+
+
 def test_hf_uri_of_a_keras_hub_preset_goes_to_keras_hub(hugging_face_hub, google_backbone, tmp_path):
     preset = str(tmp_path / "preset")
     google_backbone.save_to_preset(preset)
@@ -530,6 +542,19 @@ def test_missing_path(tmp_path):
         load_backbone(str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         vocabulary_path(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("fixture, kind", [("google_dir", "a Google TF1 checkpoint"),
+                                           ("hf_dir", "a Hugging Face folder")])
+def test_a_remote_folder_that_is_no_preset_is_refused_by_name(request, fixture, kind):
+    """A gs:// Google TF1 folder went to keras-hub as a preset, which failed on a preset file it lacks. ram:// is
+    TensorFlow's in-memory filesystem, standing in for gs:// here."""
+    folder = f"ram://checkpoints/{fixture}"
+    for name in os.listdir(request.getfixturevalue(fixture)):
+        tf.io.gfile.copy(os.path.join(request.getfixturevalue(fixture), name), f"{folder}/{name}", overwrite=True)
+    with pytest.raises(FileNotFoundError, match=rf"{folder} holds {kind}, which is read from a local folder only .*"
+                                                rf"copy it first, e.g. gsutil -m cp -r {folder} \."):
+        load_backbone(folder + "/")
 
 
 def test_empty_folder(tmp_path):

@@ -157,6 +157,9 @@ def test_unlabelled_files_may_be_compressed_and_end_lines_with_cr(corpus, tmp_pa
     (tmp_path / "cut.txt.gz").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(DataError, match=r"cut\.txt\.gz: the compressed data is damaged or cut short"):
         list(unlabelled.iter_documents([str(tmp_path / "cut.txt.gz")]))
+    (tmp_path / "d.jsonl.zst").write_bytes(b"(\xb5/\xfd")  # tfner.tag reads .zst (Beam); this reader does not
+    with pytest.raises(DataError, match=r"d\.jsonl\.zst: \.zst compression is not read here, only \.gz, \.bz2, \.xz"):
+        list(unlabelled.iter_documents([str(tmp_path / "d.jsonl.zst")]))
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 1 << 20])

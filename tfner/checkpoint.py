@@ -100,7 +100,7 @@ ACCEPTED_FORMATS = (
     "vocab.txt and bert_model.ckpt.index/.data-*; (b) a Hugging Face folder with "
     "config.json, vocab.txt and model.safetensors (or model.safetensors.index.json + "
     "shards); (c) a keras-hub preset folder (config.json, model.weights.h5, "
-    "assets/tokenizer/vocabulary.txt) or a keras-hub preset name such as 'bert_base_zh'; (d) hf://owner/name, "
+    "assets/tokenizer/vocabulary.txt) or a keras-hub preset name such as 'bert_base_zh' or URI (kaggle://, gs://); (d) hf://owner/name, "
     "a Hugging Face repository holding (b) or (c)."
 )
 
@@ -346,6 +346,9 @@ def _locate(path: str) -> tuple[str, str]:
         )
     if path.startswith(HF_SCHEME):
         return _locate_on_hugging_face(path)
+    if "://" in path:
+        _refuse_remote_folder(path)
+        return "keras", path
     if _is_preset_name(path):
         return "keras", path
     if os.path.isfile(path):
@@ -367,13 +370,21 @@ def _locate_on_hugging_face(uri: str) -> tuple[str, str]:
     loaded as the local folder it then is.
     """
     import huggingface_hub
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     repo = uri[len(HF_SCHEME):]
 
     def download(filename):
         try:
             return huggingface_hub.hf_hub_download(repo_id=repo, filename=filename)
+        except LocalEntryNotFoundError:  # the hub unreachable (or HF_HUB_OFFLINE) and not cached; an EntryNotFound
+            raise FileNotFoundError(
+                f"{uri}: {filename} could not be fetched from the Hugging Face hub and is not in its cache; check "
+                f"the network (and HF_ENDPOINT, HF_HUB_OFFLINE), or download the repository where the hub can be "
+                f"reached (huggingface-cli download {repo} --local-dir DIR) and set model.init to DIR") from None
+        except RepositoryNotFoundError:  # gated ones too
+            raise FileNotFoundError(f"{uri}: the Hugging Face hub has no such repository, or it is private or gated "
+                                    "(log in with huggingface-cli login, or set HF_TOKEN)") from None
         except EntryNotFoundError:
             return None
 
@@ -391,6 +402,26 @@ def _locate_on_hugging_face(uri: str) -> tuple[str, str]:
     else:
         download("model.safetensors")
     return "huggingface", os.path.dirname(config)
+
+
+def _refuse_remote_folder(uri: str) -> None:
+    """A gs:// (or other tf.io.gfile) URI is a keras-hub preset, which keras-hub reads remotely; a Google TF1 or
+    Hugging Face folder there is refused by name, not handed to keras-hub to fail on a missing preset file."""
+    import tensorflow as tf
+
+    folder = uri.rstrip("/")
+    try:
+        if tf.io.gfile.exists(folder + ".index") or tf.io.gfile.exists(f"{folder}/bert_config.json"):
+            kind = "a Google TF1 checkpoint"
+        elif (tf.io.gfile.exists(f"{folder}/config.json") and "registered_name" not in
+              tf.io.gfile.GFile(f"{folder}/config.json").read()):
+            kind = "a Hugging Face folder"
+        else:
+            return
+    except tf.errors.UnimplementedError:  # a scheme only keras-hub knows (kaggle://)
+        return
+    raise FileNotFoundError(f"{folder} holds {kind}, which is read from a local folder only (keras-hub presets are "
+                            f"read remotely): copy it first, e.g. gsutil -m cp -r {folder} . {ACCEPTED_FORMATS}")
 
 
 def _read_json(path: str, what: str) -> dict:
@@ -414,8 +445,8 @@ def _read_safetensors_index(path: str) -> dict:
 
 
 def _is_preset_name(path: str) -> bool:
-    """True for keras-hub's built-in BERT preset names and URIs (kaggle://, gs://; hf:// is looked at first)."""
-    return "://" in path or path in keras_hub.models.BertBackbone.presets
+    """True for keras-hub's built-in BERT preset names."""
+    return path in keras_hub.models.BertBackbone.presets
 
 
 def _google_prefix(folder: str, indexes: list[str]) -> str:

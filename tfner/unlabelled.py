@@ -8,8 +8,9 @@ formats, told apart by extension:
 - Anything else: plain text, one document per line.
 
 A compression suffix (.gz, .bz2, .xz) is looked through: corpus.jsonl.gz is JSON lines, decompressed as it is
-read. Paths and globs go through tf.io.gfile (local, gs://, s3://) and are read line by line, so a corpus larger
-than memory streams. A line ends at \n, \r\n or a lone \r. Blank lines are skipped and the ends of each line
+read; the other suffixes tfner.tag reads through Beam (.zst, .deflate, ...) are refused by name. Paths and
+globs go through tf.io.gfile (local, gs://, s3://) and are read line by line, so a corpus larger than memory
+streams. A line ends at \n, \r\n or a lone \r. Blank lines are skipped and the ends of each line
 are stripped. A document longer than a model sequence is cut into consecutive pieces, so that every character
 is seen: with 126 characters a sequence, a 300-character document gives pieces of 126, 126 and 48.
 
@@ -23,6 +24,7 @@ import dataclasses
 import gzip
 import json
 import lzma
+import os
 import re
 import zlib
 from collections.abc import Iterator, Sequence
@@ -30,6 +32,7 @@ from collections.abc import Iterator, Sequence
 import tensorflow as tf
 
 from tfner.data import DataError, check_surrogates, expand_paths
+from tfner.tag_io import COMPRESSION_SUFFIXES, detect_format
 from tfner.tokenizer import build_vocabulary
 
 
@@ -43,18 +46,15 @@ DECOMPRESSORS = {
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-def is_json_lines(path: str) -> bool:
-    name = path.lower()
-    for suffix in DECOMPRESSORS:
-        name = name.removesuffix(suffix)
-    return name.endswith((".jsonl", ".json"))
-
-
 @contextlib.contextmanager
 def open_binary(path: str):
     """The file's bytes, decompressed by its suffix (DECOMPRESSORS)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in COMPRESSION_SUFFIXES and suffix not in DECOMPRESSORS:  # tfner.tag reads it; say so, not "not UTF-8"
+        raise DataError(f"{path}: {suffix} compression is not read here, only {', '.join(DECOMPRESSORS)}; "
+                        "decompress the file or recompress it with gzip")
     with tf.io.gfile.GFile(path, "rb") as f:
-        decompressor = DECOMPRESSORS.get(next((s for s in DECOMPRESSORS if path.lower().endswith(s)), ""))
+        decompressor = DECOMPRESSORS.get(suffix)
         if decompressor is None:
             yield f
         else:
@@ -83,11 +83,12 @@ def binary_lines(stream, chunk_size: int = 1 << 20) -> Iterator[bytes]:
 def iter_documents(patterns: Sequence[str], text_field: str = "text") -> Iterator[str]:
     """Yields the non-empty documents of every file of `patterns`, in order."""
     for path in expand_paths(patterns):
+        json_lines = detect_format(path) == "json"
         number = 0
         try:
             with open_binary(path) as stream:
                 for number, line in enumerate(binary_lines(stream), start=1):
-                    yield from _document(path, number, line, text_field)
+                    yield from _document(path, number, line, json_lines, text_field)
         except (EOFError, OSError, zlib.error, lzma.LZMAError) as e:
             if isinstance(e, OSError) and e.errno is not None:  # a failure to read the bytes, not their content
                 raise
@@ -95,7 +96,7 @@ def iter_documents(patterns: Sequence[str], text_field: str = "text") -> Iterato
                             "the file; check it (gzip -t, bzip2 -t or xz -t) and copy it again") from None
 
 
-def _document(path: str, number: int, raw: bytes, text_field: str) -> Iterator[str]:
+def _document(path: str, number: int, raw: bytes, json_lines: bool, text_field: str) -> Iterator[str]:
     """The document of one line (none for a blank one)."""
     try:
         line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
@@ -103,7 +104,7 @@ def _document(path: str, number: int, raw: bytes, text_field: str) -> Iterator[s
         raise DataError(f"{path}:{number}: not UTF-8 ({e.reason}); convert the file, e.g. with iconv") from None
     if not line.strip():
         return
-    if is_json_lines(path):
+    if json_lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
