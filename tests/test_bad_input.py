@@ -184,6 +184,17 @@ def test_training_data_without_entities_is_refused(tmp_path):
         load_corpus(config)
 
 
+def test_a_dev_set_without_entities_is_refused(tmp_path):
+    """Its F1 was 0 every epoch, so best/ (and the export) stayed at epoch 1's weights, without a word."""
+    from tfner.train import load_corpus
+
+    person = {"text": "张三", "entities": [{"start": 0, "end": 2, "label": "PER"}]}
+    config = _corpus_config(tmp_path, [person], [{"text": "今天天气很好"}])
+    with pytest.raises(data.DataError, match=r"data.dev \(.*dev.jsonl\): 1 sentence\(s\) and not one entity, so its "
+                                             r"F1 would be 0 every epoch: .* or leave data.dev empty"):
+        load_corpus(config)
+
+
 # --------------------------------------------------------------------------
 # Configs: tfner.config.load_config
 # --------------------------------------------------------------------------

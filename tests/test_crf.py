@@ -251,6 +251,22 @@ def test_marginals_survive_a_best_tag_the_previous_one_forbids(spread):
     assert got.sum(axis=-1) == pytest.approx(np.ones((1, 4)), abs=1e-5)
 
 
+@pytest.mark.parametrize("gap", [30.0, 59.0, 61.0, 80.0])
+def test_marginals_weigh_the_reachable_tags_when_the_best_one_is_forbidden(gap):
+    """Emissions shifted by their own maximum and floored at exp(-60): where the best tag was forbidden (I at a
+    start, I after O), the reachable ones past the floor were flattened: 0.5 each where one holds ~1."""
+    emissions = np.array([[[-gap - 10.0, -gap, 0.0]],  # O, B, I: I may not start; B is the one that can
+                          [[-gap - 10.0, -gap - 40.0, 0.0]]], np.float32)  # ... and O's 10 below it weigh
+    emissions = np.concatenate([emissions, np.array([[[0.0, -100.0, -100.0], [-300.0, -80.0, 0.0]]], np.float32)
+                                [:, :1]], axis=0)
+    crf = bio_crf(13)
+    got = crf.marginals(emissions, np.ones((3, 1), bool)).numpy()
+    np.testing.assert_allclose(got, brute_marginals(emissions, [1, 1, 1], crf, 1), atol=1e-5)
+    two = np.array([[[0.0, -100.0, -100.0], [-300.0, -80.0, 0.0]]], np.float32)  # O, then I (forbidden after O)
+    np.testing.assert_allclose(crf.marginals(two, np.ones((1, 2), bool)).numpy(),
+                               brute_marginals(two, [2], crf, 2), atol=1e-5)
+
+
 def test_mask_none_means_all_valid():
     emissions, tags, mask = make_batch([4, 4], 3, seed=7, pad=0)
     crf = make_crf(3, seed=8)

@@ -60,6 +60,26 @@ def test_conll_repair_warning_names_the_line_of_the_tag(tmp_path, caplog):
         ("a.json", '{"text": "x"}\n{"text": \n', "a.json:2: not a JSON object"),
         ("a.jsonl", '{"text": "北京", "entities": [{"start": 0, "label": "LOC"}]}\n', "a.jsonl:1: each entity needs"),
         ("a.jsonl", '{"txt": "北京"}\n', "a.jsonl:1: expected an object with a string field 'text'"),
+        # Each of these read as no entities, or other ones, without a word:
+        ("a.jsonl", '{"text": "北京", "label": {"LOC": {"北京": [[0, 1]]}}}\n',
+         "a.jsonl:1: a CLUENER record ('label', no 'entities') in a file read as tfner JSONL (.jsonl); name the "
+         "file .json, or set data.format: cluener"),
+        ("a.json", '{"text": "北京", "entities": [{"start": 0, "end": 2, "label": "LOC"}]}\n',
+         "a.json:1: a tfner JSONL record ('entities', no 'label') in a file read as CLUENER (.json)"),
+        ("a.json", '{"text": "张三李四", "label": {"PER": {"张三": [[0, 1]]}, "PER": {"李四": [[2, 3]]}}}\n',
+         "a.json:1: the key 'PER' appears twice in one object"),
+        ("a.json", '{"text": "北京", "label": false}\n', "a.json:1: 'label' must map type -> {mention"),
+        ("a.json", '{"text": "北京", "label": {"LOC": []}}\n', "a.json:1: 'label'.LOC must map mention"),
+        ("a.json", '{"text": "北京", "label": {"LOC": {"北京": []}}}\n',
+         "a.json:1: LOC/北京: positions must be a non-empty list of [start, end], got []"),
+        ("a.jsonl", '{"text": "😀张三在", "entities": [{"start": 2, "end": 4, "label": "PER", "text": "张三"}]}\n',
+         "a.jsonl:1: entity 'PER' [2, 4) reads '三在', not its 'text' '张三'; offsets count code points"),
+        ("a.bio", "张 B-PER\u200b\n三 I-PER\u200b\n", "a.bio:1: tag 'B-PER\\u200b' holds the invisible character U+200B"),
+        ("a.jsonl", '{"text": "北京", "entities": [{"start": 0, "end": 2, "label": "LOC\\u200b"}]}\n',
+         "a.jsonl:1: entity type 'LOC\\u200b' holds the invisible character U+200B"),
+        ("a.bio", "张 B-PER\n\u3000\n三 I-PER\n", "a.bio:2: expected one character"),  # was a sentence break
+        ("a.bio", "e\u0301 B-PER\n", "a.bio:1: the token 'e\u0301' is 2 code points (U+0065, U+0301); tfner reads one"),
+        ("a.bio.gz", "", "a.bio.gz: compressed (.gz); training data is read uncompressed: decompress it first"),
     ],
 )
 def test_bad_input_names_file_line_and_problem(tmp_path, name, content, message):
@@ -67,6 +87,23 @@ def test_bad_input_names_file_line_and_problem(tmp_path, name, content, message)
     with pytest.raises(data.DataError) as error:
         data.read_examples(path)
     assert message in str(error.value)
+
+
+def test_a_crlf_file_written_again_in_text_mode_keeps_its_sentences(tmp_path):
+    """\r\r\n (a CRLF file rewritten by Windows' text mode) put a blank line after every line: every character
+    was its own sentence, and multi-character entities became one-character ones."""
+    path = tmp_path / "a.bio"
+    path.write_bytes("张 B-PER\r\r\n三 I-PER\r\r\n在 O\r\r\n\r\r\n北 B-LOC\r\r\n京 I-LOC\r\r\n".encode())
+    assert data.read_examples(str(path)) == [data.Example("张三在", (Span(0, 2, "PER"),)),
+                                             data.Example("北京", (Span(0, 2, "LOC"),))]
+
+
+def test_an_iob1_file_read_as_bio_is_told_to_set_its_scheme(tmp_path, caplog):
+    path = write(tmp_path, "a.bio", "张 I-PER\n三 I-PER\n\n北 I-LOC\n京 I-LOC\n\n王 B-PER\n")
+    with caplog.at_level(logging.WARNING):
+        data.read_examples(path)
+    assert "2 sentence(s) have a continuation tag with no begin" in caplog.text
+    assert "if the file is IOB1" in caplog.text and "set data.scheme: IOB1" in caplog.text
 
 
 def test_wrong_encoding_names_the_line(tmp_path):
@@ -127,6 +164,14 @@ def test_split_long_never_cuts_an_entity():
     pieces = data.split_long([example], 5)
     assert [p.text for p in pieces] == ["012", "34567", "89"]
     assert [p.spans for p in pieces] == [(), (Span(0, 3, "X"),), (Span(0, 2, "Y"),)]
+
+
+def test_split_long_keeps_overlapping_entities_together_when_a_cut_before_both_exists():
+    """The cut moved back to A's start, inside B, which overlaps A: B was in no piece, without a warning."""
+    example = data.Example("abcdefghijklmnopqrst", (Span(1, 7, "B"), Span(6, 10, "A")))
+    pieces = data.split_long([example], 9)
+    assert [p.text for p in pieces] == ["a", "bcdefghij", "klmnopqrs", "t"]
+    assert pieces[1].spans == (Span(0, 6, "B"), Span(5, 9, "A"))
 
 
 EXAMPLES = [
@@ -199,6 +244,32 @@ def test_tfrecord_shards_of_two_writers_read_through_their_own_tag_sets(tmp_path
     data.write_tfrecords([data.Example("李四", (Span(0, 2, "PER"),))], TagSet(["ORG", "PER"]), str(tmp_path / "b"))
     back = data.read_tfrecords([str(tmp_path / "a.tfrecord-*"), str(tmp_path / "b.tfrecord-*")])
     assert back == [data.Example("北京", (Span(0, 2, "LOC"),)), data.Example("李四", (Span(0, 2, "PER"),))]
+
+
+def test_tfrecord_writes_refuse_bad_input_and_leave_nothing_behind(tmp_path):
+    tag_set = TagSet(["PER"])
+    with pytest.raises(data.DataError, match=r"example 1 \('北京'\) has entity type\(s\) \['LOC'\] that the tag set "
+                                             r"\(PER\) does not hold"):  # was a bare KeyError: 'B-LOC'
+        data.write_tfrecords([data.Example("北京", (Span(0, 2, "LOC"),))], tag_set, str(tmp_path / "a"))
+    with pytest.raises(ValueError, match="num_shards must be an integer >= 1; got 0"):  # was a ZeroDivisionError
+        data.write_tfrecords(EXAMPLES[:1], tag_set, str(tmp_path / "a"), num_shards=0)
+    with pytest.raises(data.DataError, match=r"example 2 \('a\\ud800b'\): U\+D800 at character 1 is half of a UTF-16"):
+        data.write_tfrecords([EXAMPLES[1], data.Example("a\ud800b", ())], tag_set, str(tmp_path / "a"), num_shards=2)
+    assert os.listdir(tmp_path) == []  # the staged shards of the failed write were left behind
+
+
+@pytest.mark.parametrize("ids, problem", [([1, 9], "tag id 9, outside 0..4 of"), ([-4, -2], "tag id -4, outside"),
+                                          ([1, 3, 0], "3 tag ids for 2 characters")])
+def test_tfrecord_tag_ids_that_do_not_fit_the_text_or_tag_set_are_named(tmp_path, ids, problem):
+    """An id past the tag list was a bare IndexError; a negative one read silently as another tag."""
+    data.write_tfrecords([data.Example("张三", (Span(0, 2, "PER"),))], TagSet(["PER"]), str(tmp_path / "a"))
+    shard = str(tmp_path / "a.tfrecord-00000-of-00001")
+    feature = {"text": tf.train.Feature(bytes_list=tf.train.BytesList(value=["张三".encode()])),
+               "tags": tf.train.Feature(int64_list=tf.train.Int64List(value=ids))}
+    with tf.io.TFRecordWriter(shard) as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    with pytest.raises(data.DataError, match=rf"a.tfrecord-00000-of-00001: record 1 has {problem}"):
+        data.read_tfrecords([shard])
 
 
 def test_one_steps_replicas_get_batches_of_one_bucket():

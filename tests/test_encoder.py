@@ -102,6 +102,24 @@ def test_mixed_precision_runs_in_the_compute_dtype(training):
     np.testing.assert_allclose(got, expected, atol=0.1)  # bfloat16 has 8 bits of mantissa
 
 
+def test_float16_row_of_padding_only_stays_finite_with_its_gradients():
+    """train.static_shapes fills partial batches with rows whose keys are all padding. The key bias was float16's
+    most negative value: a score below -16 added to it is -inf, the row's softmax NaN, and the NaN reached the
+    weights' gradients (a loss-scaled optimizer then skips the step, silently)."""
+    assert np.isfinite((tf.constant(-20.0, tf.float16) + encoder._large_negative(tf.float16)).numpy())
+    backbone, inputs = tiny_backbone(dtype="mixed_float16", seed=1), tiny_inputs()
+    for variable in backbone.trainable_variables:  # sharper heads, as training makes them: scores below -16
+        if "query" in variable.path and variable.path.endswith("kernel"):
+            variable.assign(variable * 3.0)
+    inputs["padding_mask"] = tf.concat([inputs["padding_mask"][:2], tf.zeros_like(inputs["padding_mask"][2:])], 0)
+    with tf.GradientTape() as tape:
+        sequence = tf.cast(encoder.sequence_output(backbone, inputs, training=True), tf.float32)
+        loss = tf.reduce_sum(sequence[:2] ** 2)  # the empty row is not in the loss, as a masked CRF leaves it
+    gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, backbone.trainable_variables) if g is not None]
+    assert np.isfinite(sequence.numpy()).all()
+    assert len(gradients) >= 30 and all(np.isfinite(g.numpy()).all() for g in gradients)
+
+
 def test_mixed_precision_training_on_cpu_runs_gelu_in_float32():
     """TensorFlow's bfloat16 element-wise CPU kernels are slower than its float32 ones, so the training path
     computes GELU in float32 between two casts. Inference keeps it in bfloat16, where it fuses into the MatMul."""

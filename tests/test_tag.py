@@ -323,7 +323,7 @@ def test_length_batches_put_similar_lengths_together():
     assert [[len(d.text) for d in b] for b in batches] == [[1, 2, 3], [90, 95, 100]]
 
 
-@pytest.mark.parametrize("suffix, compress", [(".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma")])
+@pytest.mark.parametrize("suffix, compress", [(".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma"), (".deflate", "zlib")])
 def test_a_compressed_file_cut_short_leaves_a_truncated_dead_letter(tmp_path, suffix, compress):
     import importlib
 
@@ -390,7 +390,7 @@ def test_a_negative_count_is_refused_by_the_parser(flag):
     assert getattr(tag.parse_args(["--model", "m", "--input", "i", "--output", "o", flag, "0"])[0], flag[2:]) == 0
 
 
-@pytest.mark.parametrize("suffix, compress", [(".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma")])
+@pytest.mark.parametrize("suffix, compress", [(".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma"), (".deflate", "zlib")])
 def test_a_damaged_compressed_file_leaves_a_corrupt_dead_letter(tmp_path, suffix, compress):
     """Bytes flipped mid-file make the decompressor fail: what was read stands, a dead letter says where the
     damage starts, and the run goes on (the error used to end the whole run, other files' output with it)."""

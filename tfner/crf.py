@@ -357,20 +357,27 @@ def _scaled_marginals(emissions, mask, transitions, start, end):
     matrix product and a rescale (four). Each forward vector a_t and backward vector b_t is kept summing to 1,
     so nothing overflows or underflows for realistic scores, and the marginal at t is a_t * b_t renormalised:
     the scale factors, and log Z, cancel. Scores are shifted by their maximum before exp, so a uniform
-    penalty (every move forbidden) stays finite. A probability below float32's range becomes 0.
+    penalty (every move forbidden) stays finite. A probability below float64's range becomes 0.
+
+    The loops run in float64: in float32 a value ~88 nats below its vector's largest is 0, and the positions after
+    it can make it the likely one (a best tag the previous position cannot reach, O -> I-X: the reachable tags
+    were flattened, 0.5 each where one holds ~1). float64 holds ~708 nats, and these [B, T] ops cost their
+    dispatch more than their arithmetic. (Log space, a log-sum-exp over [B, T, T] a step, is exact too, and
+    took x1.3-2.4 the decode's time.)
 
     Returns:
         float32 [B, L, T]; masked positions are zero.
     """
     length = tf.shape(emissions)[1]
-    emissions = _pad_time(emissions, _padded_length(length))
+    emissions = tf.cast(_pad_time(emissions, _padded_length(length)), tf.float64)
+    transitions, start, end = (tf.cast(x, tf.float64) for x in (transitions, start, end))
     lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
     moves = tf.exp(transitions - tf.reduce_max(transitions))
-    # Floored at exp(-60): a tag's emission more than ~88 below the best underflows to 0, and where the best is
-    # unreachable from the previous position (O -> I-X, forbidden) the whole forward vector became 0, which
-    # _normalised keeps at 0 for the rest of the row (every confidence 0). exp(-60) changes no marginal by more
-    # than ~1e-26, and keeps a_t @ moves * emit above float32's smallest normal for allowed moves of realistic size.
-    emitted = _time_major(tf.exp(tf.maximum(emissions - tf.reduce_max(emissions, axis=2, keepdims=True), -60.0)))
+    # Floored at exp(-600): where the best tag is unreachable from the previous position (O -> I-X, forbidden)
+    # and every other one underflowed, the whole forward vector became 0, which _normalised keeps at 0 for the
+    # rest of the row (every confidence 0). A floor changes the marginals only where the reachable tags are all
+    # ~600 below the best, and keeps a_t @ moves * emit within float64's range for allowed moves of realistic size.
+    emitted = _time_major(tf.exp(tf.maximum(emissions - tf.reduce_max(emissions, axis=2, keepdims=True), -600.0)))
 
     # a_t past a row's end is never read (its marginals are zeroed below), so the step needs no mask.
     def forward(a, emit):
@@ -386,7 +393,7 @@ def _scaled_marginals(emissions, mask, transitions, start, end):
 
     last = _normalised(tf.tile(tf.exp(end - tf.reduce_max(end))[tf.newaxis], tf.stack([tf.shape(emissions)[0], 1])))
     betas = _scan_from_row_ends(backward, emitted[1:], last, lengths)
-    marginals = _time_major(_normalised(alphas * betas))[:, :length]
+    marginals = tf.cast(_time_major(_normalised(alphas * betas))[:, :length], tf.float32)
     return tf.where(mask[:, :, tf.newaxis], marginals, tf.zeros_like(marginals))
 
 

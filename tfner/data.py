@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 
 import tensorflow as tf
@@ -37,6 +38,7 @@ import tensorflow as tf
 from tfner import labels as labels_lib
 from tfner.atomic_write import write_atomically
 from tfner.labels import Span, TagSet
+from tfner.tag_io import COMPRESSION_SUFFIXES
 from tfner.tokenizer import CharTokenizer
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,10 @@ def read_examples(patterns: str | Sequence[str], format: str = "auto", scheme: s
         patterns = [patterns]
     examples = []
     for path in expand_paths(patterns):
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix in COMPRESSION_SUFFIXES:  # read whole into memory: decompressing first costs the user one command
+            raise DataError(f"{path}: compressed ({suffix}); training data is read uncompressed: decompress it "
+                            "first (gunzip, bunzip2, unxz ...)")
         fmt = detect_format(path) if format == "auto" else format
         if fmt == "conll":
             examples.extend(read_conll(path, scheme, lost_characters))
@@ -105,7 +111,9 @@ def read_examples(patterns: str | Sequence[str], format: str = "auto", scheme: s
 
 # Lines end at \n, \r\n or \r only. str.splitlines() would also break at U+2028, U+0085, \x1c and other
 # characters that are text here: a CoNLL token, or raw inside a JSON string (write_jsonl writes them so).
-_LINE_END = re.compile(r"\r\n|\r|\n")
+# \r\r\n is one line end too: a CRLF file written again in Windows' text mode, where a blank line between
+# every two lines broke every CoNLL sentence into one-character sentences.
+_LINE_END = re.compile(r"\r\r\n|\r\n|\r|\n")
 
 
 def _read_lines(path: str) -> list[str]:
@@ -160,7 +168,7 @@ def read_conll(path: str, scheme: str = "auto", lost_characters: str = "error") 
     first_prefix = {}  # tag prefix letter -> first line using it
     lines = _read_lines(path)
     for number, line in enumerate(lines + [""], start=1):
-        if not line.strip():
+        if not line.strip(" \t"):  # not str.strip(): a line of U+3000 or \x1c is a token without a tag
             if chars:
                 sentences.append((first_line, "".join(chars), tags))
             chars, tags, first_line = [], [], number + 1
@@ -177,6 +185,12 @@ def read_conll(path: str, scheme: str = "auto", lost_characters: str = "error") 
                 )
             char = "\ufffd"
             lost.append(number)
+        if sep and len(char) > 1 and any(_joins_previous(c) for c in char[1:]):  # ❤️, 🇨🇳, e + U+0301: one glyph
+            raise DataError(
+                f"{path}:{number}: the token {char!r} is {len(char)} code points "
+                f"({', '.join(f'U+{ord(c):04X}' for c in char)}); tfner reads one code point a line (as the "
+                "model's tokenizer and the served offsets count them): write each on its own line, with its tag"
+            )
         if not sep or len(char) != 1:
             raise DataError(
                 f"{path}:{number}: expected one character, a space or tab, and a tag (e.g. '张 B-PER'); "
@@ -189,6 +203,7 @@ def read_conll(path: str, scheme: str = "auto", lost_characters: str = "error") 
         if any(c.isspace() for c in tag):  # 'B-JOB TITLE' after a tab: labels.txt could not hold the type
             raise DataError(f"{path}:{number}: tag {tag!r} holds whitespace; an entity type is one word: join "
                             "its words with _ (B-JOB_TITLE)")
+        _check_visible(path, number, tag, "tag")
         first_prefix.setdefault(tag[0], number)
         chars.append(char)
         tags.append(tag)
@@ -214,9 +229,13 @@ def read_conll(path: str, scheme: str = "auto", lost_characters: str = "error") 
         )
     if repaired:
         where = _line_list(repaired)
+        with_entities = sum(1 for _, _, sentence_tags in sentences if any(t != labels_lib.OUTSIDE
+                                                                              for t in sentence_tags))
         log.warning(
-            "%s: %d sentence(s) have a continuation tag with no begin (%s); each such tag starts a new entity",
+            "%s: %d sentence(s) have a continuation tag with no begin (%s); each such tag starts a new entity%s",
             path, len(repaired), where,
+            "; most sentences with entities do: if the file is IOB1 (I- starts an entity, B- only one right after "
+            "another of its type), set data.scheme: IOB1" if 2 * len(repaired) > with_entities else "",
         )
     return examples
 
@@ -255,13 +274,44 @@ def _read_json_records(path: str) -> Iterable[tuple[int, dict]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{number}: not a JSON object ({e.msg}); expected one JSON object per line") from None
+        except _DuplicateKey as e:
+            raise DataError(f"{path}:{number}: the key {e.args[0]!r} appears twice in one object, and a JSON reader "
+                            "keeps only the last (its entities would be lost): merge the two") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise DataError(f"{path}:{number}: expected an object with a string field 'text'")
         check_surrogates(path, number, line, record)
         yield number, record
+
+
+def _joins_previous(c: str) -> bool:
+    """A code point drawn as part of the one before: a combining mark, a variation selector, a zero-width joiner, a
+    flag's second regional indicator."""
+    return unicodedata.category(c) in ("Mn", "Mc", "Me", "Cf") or 0x1F1E6 <= ord(c) <= 0x1F1FF
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    record = {}
+    for key, value in pairs:
+        if key in record:
+            raise _DuplicateKey(key)
+        record[key] = value
+    return record
+
+
+def _check_visible(path: str, number: int, name: str, what: str) -> None:
+    """Refuses an invisible character (a zero-width space, a control) in a tag or type: 'PER\u200b' would be a
+    second type, shown as PER."""
+    hidden = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf")), None)
+    if hidden is not None:
+        raise DataError(f"{path}:{number}: {what} {name!r} holds the invisible character U+{ord(hidden):04X}; "
+                        "remove it")
 
 
 def _is_offset(value) -> bool:
@@ -273,6 +323,7 @@ def _check_label(path: str, number: int, label) -> str:
         raise DataError(
             f"{path}:{number}: entity type {label!r} must be a non-empty string without spaces, e.g. \"PER\""
         )
+    _check_visible(path, number, label, "entity type")
     return label
 
 
@@ -296,19 +347,26 @@ def read_cluener(path: str) -> list[Example]:
     examples = []
     for number, record in _read_json_records(path):
         text, spans = record["text"], []
-        label_map = record.get("label") or {}
+        if "label" not in record and isinstance(record.get("entities"), list):
+            raise DataError(f"{path}:{number}: a tfner JSONL record ('entities', no 'label') in a file read as "
+                            "CLUENER (.json); name the file .jsonl, or set data.format: jsonl")
+        label_map = record.get("label")
+        if label_map is None:  # the test split: no labels
+            label_map = {}
         if not isinstance(label_map, dict):
-            raise DataError(f"{path}:{number}: 'label' must map type -> {{mention: [[start, end], ...]}}")
+            raise DataError(f"{path}:{number}: 'label' must map type -> {{mention: [[start, end], ...]}}, got "
+                            f"{label_map!r}")
         for label, mentions in label_map.items():
             _check_label(path, number, label)
-            if not isinstance(mentions or {}, dict):
+            if not isinstance(mentions, dict):
                 raise DataError(
                     f"{path}:{number}: 'label'.{label} must map mention -> [[start, end], ...], "
                     f"got {type(mentions).__name__}"
                 )
-            for mention, positions in (mentions or {}).items():
-                if not isinstance(positions, list):
-                    raise DataError(f"{path}:{number}: {label}/{mention}: positions must be a list of [start, end]")
+            for mention, positions in mentions.items():
+                if not isinstance(positions, list) or not positions:
+                    raise DataError(f"{path}:{number}: {label}/{mention}: positions must be a non-empty list of "
+                                    f"[start, end], got {positions!r}")
                 for position in positions:
                     if not (isinstance(position, list) and len(position) == 2 and all(map(_is_offset, position))):
                         raise DataError(
@@ -331,6 +389,9 @@ def read_jsonl(path: str) -> list[Example]:
     """Reads tfner JSONL (exclusive ends)."""
     examples = []
     for number, record in _read_json_records(path):
+        if "entities" not in record and isinstance(record.get("label"), dict):
+            raise DataError(f"{path}:{number}: a CLUENER record ('label', no 'entities') in a file read as tfner "
+                            "JSONL (.jsonl); name the file .json, or set data.format: cluener")
         spans, entities = [], record.get("entities", [])
         if not isinstance(entities, list):
             raise DataError(
@@ -343,6 +404,11 @@ def read_jsonl(path: str) -> list[Example]:
             except (KeyError, TypeError):
                 raise DataError(f"{path}:{number}: each entity needs 'start', 'end' and 'label'") from None
             spans.append(_check_span(path, number, record["text"], span, "entity"))
+            shown = record["text"][span.start : span.end]
+            if "text" in entity and entity["text"] != shown:
+                raise DataError(f"{path}:{number}: entity {span.label!r} [{span.start}, {span.end}) reads {shown!r}, "
+                                f"not its 'text' {entity['text']!r}; offsets count code points (Python str "
+                                "indices), not UTF-16 units or bytes, and ends are exclusive")
         examples.append(Example(record["text"], tuple(sorted(spans))))
     return examples
 
@@ -370,9 +436,12 @@ def split_long(examples: Iterable[Example], max_chars: int) -> list[Example]:
         too_long.extend(s.end - s.start for s in spans if s.end - s.start > max_chars)
         while len(text) - start > max_chars:
             cut = start + max_chars
-            for span in spans:  # move the cut back to the start of an entity it would split
-                if span.start < cut < span.end and span.start > start:
-                    cut = span.start
+            moved = True
+            while moved:  # move the cut back to the start of an entity it would split, until it splits none
+                moved = False  # (a moved cut can split an earlier entity that overlaps the one it moved for)
+                for span in spans:
+                    if span.start < cut < span.end and span.start > start:
+                        cut, moved = span.start, True
             inside = [s for s in spans if start <= s.start and s.end <= cut]
             pieces.append(Example(text[start:cut], tuple(Span(s.start - start, s.end - start, s.label) for s in inside)))
             start = cut
@@ -392,7 +461,12 @@ def split_long(examples: Iterable[Example], max_chars: int) -> list[Example]:
 def encode_examples(examples: Sequence[Example], tag_set: TagSet) -> tuple[list[str], list[list[int]]]:
     """Examples -> (texts, per-character tag ids); overlapping spans (flat tagging holds one) are counted."""
     texts, tag_ids, dropped = [], [], 0
-    for example in examples:
+    for number, example in enumerate(examples, start=1):
+        unknown = sorted({s.label for s in example.spans} - set(tag_set.labels))
+        if unknown:  # a bare KeyError('B-LOC') otherwise
+            raise DataError(f"example {number} ({_excerpt(example.text)}) has entity type(s) {unknown} that the tag "
+                            f"set ({', '.join(tag_set.labels)}) does not hold; build the TagSet from every split's "
+                            "types, or drop those entities")
         ids, n = tag_set.encode(len(example.text), example.spans)
         texts.append(example.text)
         tag_ids.append(ids)
@@ -411,17 +485,31 @@ def write_tfrecords(examples: Sequence[Example], tag_set: TagSet, prefix: str, n
     writes tags.txt last: a write killed halfway leaves the previous prefix whole or one without tags.txt,
     which read_tfrecords refuses, never new shards read through the previous tag set.
     """
+    if not isinstance(num_shards, int) or num_shards < 1:
+        raise ValueError(f"num_shards must be an integer >= 1; got {num_shards!r}")
     texts, tag_ids = encode_examples(examples, tag_set)
     paths = [f"{prefix}.tfrecord-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
     folder, name = os.path.split(prefix)
     staged = [os.path.join(folder, f".{name}.shard-{i:05d}.tmp") for i in range(num_shards)]
     writers = [tf.io.TFRecordWriter(p) for p in staged]
-    for i, (text, ids) in enumerate(zip(texts, tag_ids)):
-        feature = {
-            "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode("utf-8")])),
-            "tags": tf.train.Feature(int64_list=tf.train.Int64List(value=ids)),
-        }
-        writers[i % num_shards].write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    try:
+        for i, (text, ids) in enumerate(zip(texts, tag_ids)):
+            try:
+                encoded = text.encode("utf-8")
+            except UnicodeEncodeError as e:  # a lone surrogate: no UTF-8 form
+                raise DataError(f"example {i + 1} ({_excerpt(text)}): U+{ord(text[e.start]):04X} at character "
+                                f"{e.start} is {_SURROGATE_FIX}") from None
+            feature = {
+                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+                "tags": tf.train.Feature(int64_list=tf.train.Int64List(value=ids)),
+            }
+            writers[i % num_shards].write(tf.train.Example(features=tf.train.Features(feature=feature))
+                                          .SerializeToString())
+    except BaseException:
+        for writer, staging in zip(writers, staged):  # nothing half-written left behind
+            writer.close()
+            tf.io.gfile.remove(staging)
+        raise
     for writer in writers:
         writer.close()
     tags_path = prefix + ".tags.txt"
@@ -457,10 +545,15 @@ def read_tfrecords(patterns: Sequence[str]) -> list[Example]:
             with tf.io.gfile.GFile(tags_path) as f:
                 tag_lists[tags_path] = f.read().split()
         tags = tag_lists[tags_path]
-        examples.extend(
-            Example(r["text"].decode("utf-8"), tuple(labels_lib.tags_to_spans([tags[i] for i in r["tags"]])[0]))
-            for r in tf.data.TFRecordDataset(path).map(_parse_record).as_numpy_iterator()
-        )
+        for number, r in enumerate(tf.data.TFRecordDataset(path).map(_parse_record).as_numpy_iterator(), start=1):
+            text = r["text"].decode("utf-8")
+            outside = [int(i) for i in r["tags"] if not 0 <= i < len(tags)]
+            if len(r["tags"]) != len(text) or outside:
+                problem = (f"tag id {outside[0]}, outside 0..{len(tags) - 1} of {tags_path}" if outside else
+                           f"{len(r['tags'])} tag ids for {len(text)} characters")
+                raise DataError(f"{path}: record {number} has {problem}; write shards with "
+                                "tfner.data.write_tfrecords, or copy them again with their tags.txt")
+            examples.append(Example(text, tuple(labels_lib.tags_to_spans([tags[i] for i in r["tags"]])[0])))
     return examples
 
 

@@ -178,5 +178,7 @@ def _cpu_only() -> bool:
 
 
 def _large_negative(dtype):
-    """The masking constant of Keras' softmax: -1e9, or the most negative finite value of a 16-bit float."""
-    return tf.cast(-1e9 if dtype == tf.float32 else dtype.min, dtype)
+    """The masking constant of Keras' softmax: -3e4 in float16, else -1e9. Not float16's most negative value:
+    a score below -16 added to it is -inf, and a row whose keys are all padding (train.static_shapes fills
+    partial batches with such rows) was NaN, and its NaN reached every weight's gradient."""
+    return tf.cast(-3e4 if dtype == tf.float16 else -1e9, dtype)

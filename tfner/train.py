@@ -87,6 +87,12 @@ def load_corpus(config: Config) -> Corpus:
         )
     tag_set = TagSet(data.entity_types(train))
     for split, examples in (("dev", dev), ("test", test)):
+        if examples and not data.entity_types(examples):  # scored, it is F1 0 every epoch; best/ stays epoch 1's
+            raise data.DataError(
+                f"data.{split} ({', '.join(getattr(d, split))}): {len(examples)} sentence(s) and not one entity, so "
+                f"its F1 would be 0 every epoch: check the files and data.format (CLUENER's test.json is "
+                f"unlabelled), or leave data.{split} empty"
+            )
         unseen = sorted(set(data.entity_types(examples)) - set(tag_set.labels))
         if unseen:
             mentions = sum(s.label in unseen for e in examples for s in e.spans)
