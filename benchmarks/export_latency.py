@@ -19,8 +19,9 @@ forward+decode - forward, two noisy p50s of a few milliseconds, swings more; bot
 
 Texts are cut from the Resume NER test sentences joined end to end: short (20 characters), medium (100) and
 long (2,000: many windows). Reported per path and length: p50 and p99 latency of one text per call, texts/s
-one text per call, and texts/s 32 texts per call. The machine is shared and noisy, so the measurements are
-interleaved: every round runs every (length, path) pair in a rotated order, and the figures pool the rounds.
+one text per call, and texts/s --batch_size (default 32) texts per call. The machine is shared and noisy, so
+the measurements are interleaved: every round runs every (length, path) pair in a rotated order, and the
+figures pool the rounds.
 """
 
 import argparse
@@ -139,14 +140,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main(argv=None) -> int:
+    from tfner.predict import positive_int  # here: loading tfner.predict loads TensorFlow
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="export/NAME (latest version) or export/NAME/VERSION")
     parser.add_argument("--run", required=True, help="the run_dir the export came from (for load_run)")
     parser.add_argument("--texts", default=DEFAULT_TEXTS, help="corpus the texts are cut from")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
-    parser.add_argument("--single_calls", type=int, default=40, help="one-text calls per (length, path) per round")
-    parser.add_argument("--batch_calls", type=int, default=3, help="32-text calls per (length, path) per round")
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds")
+    parser.add_argument("--single_calls", type=positive_int, default=40,
+                        help="one-text calls per (length, path) per round")
+    parser.add_argument("--batch_calls", type=positive_int, default=3,
+                        help="--batch_size-text calls per (length, path) per round")
+    parser.add_argument("--batch_size", type=positive_int, default=32)
     parser.add_argument("--lengths", default="short,medium,long", help=f"subset of {','.join(LENGTHS)}")
     parser.add_argument("--output", help="write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -154,7 +159,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     callers = Callers(args.model, args.run)
     lengths = [name.strip() for name in args.lengths.split(",") if name.strip()]
-    pools = {name: make_texts(args.texts, LENGTHS[name], 64, seed=i) for i, name in enumerate(lengths)}
+    # Two full batches alternate (pool[0:B], pool[B:2B]), so the pool holds at least 2 * --batch_size texts.
+    pool_size = max(64, 2 * args.batch_size)
+    pools = {name: make_texts(args.texts, LENGTHS[name], pool_size, seed=i) for i, name in enumerate(lengths)}
     batches = {name: [pools[name][i : i + args.batch_size] for i in (0, args.batch_size)] for name in lengths}
     mismatches = sum(callers.check_agreement(pools[name][:8]) for name in lengths)
     print(f"export {callers.model_path}; run {args.run}; SavedModel vs module disagreements: {mismatches}")
@@ -206,7 +213,7 @@ def main(argv=None) -> int:
     for row in results:
         print(f"| {row['length']} ({row['chars']} chars) | {row['path']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
               f"| {row['texts_per_s_batch1']:.1f} | {row[f'texts_per_s_batch{b}']:.1f} |")
-    print("\nratios (p50 at batch 1; texts/s at batch 32):")
+    print(f"\nratios (p50 at batch 1; texts/s at batch {b}):")
     by = {(r["length"], r["path"]): r for r in results}
     for name in lengths:
         sm, mod, fd, fw, dec = (by[name, p] for p in PATHS)

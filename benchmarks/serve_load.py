@@ -384,12 +384,14 @@ def main(argv=None):
     print(f"{'':48} {'req/s':>8} {'texts/s':>8} {'share':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
           f"{'errors':>6} {'req/call':>8} {'cpu ms/req':>10}")
     for name, rps, tps, p50, p95, p99, errors, merged, cpu_ms in rows:
-        share = f"{tps / ceiling:6.0%}"
+        # The floor server runs no model, so its texts/s against the model's ceiling is no share of anything.
+        share = format("-", ">6") if name.startswith("gRPC floor") else f"{tps / ceiling:6.0%}"
         print(f"{name:48} {fmt(rps, '8.1f')} {fmt(tps, '8.1f')} {share} {fmt(p50, '8.1f')} "
               f"{fmt(p95, '8.1f')} {fmt(p99, '8.1f')} {fmt(errors, '6d')} {fmt(merged, '8.2f')} "
               f"{fmt(cpu_ms, '10.3f')}")
     print(f"in-process rows: mean of the runs before / after the server's; share: texts/s over the "
-          f"better in-process mean ({ceiling:.1f} texts/s); cpu ms/req: the server process's CPU time a request")
+          f"better in-process mean ({ceiling:.1f} texts/s), none for the gRPC floor (it runs no model); "
+          f"cpu ms/req: the server process's CPU time a request")
     if server_cpus is not None and len(server_cpus) == 1:
         # On one server CPU a request costs at least its texts' model time
         # (1 / ceiling each, in process) plus what the floor server spends on it.

@@ -69,8 +69,12 @@ def text_mix(seed=0):
     """(texts, weights): 80 % sentences, 15 % paragraphs of ten, 5 % documents of 3,000 characters."""
     rng = random.Random(seed)
     short = sentences()
-    paragraphs = ["".join(rng.sample(short, 10)) for _ in range(50)]
-    documents = [("".join(rng.sample(short, len(short))) * 4)[:3000] for _ in range(10)]
+    # choices, not sample: the built-in fallback has fewer than ten sentences.
+    paragraphs = ["".join(rng.choices(short, k=10)) for _ in range(50)]
+    documents = []
+    for _ in range(10):
+        shuffled = "".join(rng.sample(short, len(short)))
+        documents.append((shuffled * (3000 // len(shuffled) + 1))[:3000])  # repeated: the fallback is short
     pools = [(short, 0.80), (paragraphs, 0.15), (documents, 0.05)]
     return [(pool, weight) for pool, weight in pools]
 
@@ -108,7 +112,8 @@ class Server:
                 return
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.close()
-                raise RuntimeError(f"tfner.serve did not start; see {log_path}")
+                # The log's tail in the message: the workdir holding the log is removed on the way out.
+                raise RuntimeError(f"tfner.serve did not start; its log ends:\n{self.log()[-3000:]}")
             time.sleep(0.2)
 
     def log(self):
@@ -306,6 +311,12 @@ def main(argv=None):
     p.add_argument("--plot", help="write a PNG plot here (needs matplotlib)")
     p.add_argument("--plot_from", help="only plot an earlier --output file")
     args = p.parse_args(argv)
+    if args.plot or args.plot_from:  # checked now, not after a soak of many minutes
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            p.error("--plot and --plot_from need matplotlib (a benchmark-only dependency): install it, or leave "
+                    "--plot out and run --plot_from later where matplotlib is")
 
     if args.plot_from:
         with open(args.plot_from, encoding="utf-8") as f:
@@ -317,20 +328,22 @@ def main(argv=None):
     results = {"export": template, "minutes": args.minutes, "cpu": cpu_model(), "levels": []}
     print(f"soak of {template}: {args.minutes} min per level, samples every {args.sample_seconds} s; logs in {workdir}")
     try:
-        for seed, clients in enumerate(int(c) for c in args.clients.split(",")):
-            level = run_level(template, clients, args.minutes * 60, args.sample_seconds, mix, workdir, seed,
-                              ["--enable_batching"] if args.enable_batching else [], args.swaps)
-            level["memory"] = memory_verdict(level, args.warmup_seconds, args.memory_bound_mb)
-            results["levels"].append(level)
-            report(level)
-    finally:
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=1)
-    print(f"wrote {args.output}")
-    if args.plot:
-        plot(results, args.plot)
-        print(f"wrote {args.plot}")
-    shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            for seed, clients in enumerate(int(c) for c in args.clients.split(",")):
+                level = run_level(template, clients, args.minutes * 60, args.sample_seconds, mix, workdir, seed,
+                                  ["--enable_batching"] if args.enable_batching else [], args.swaps)
+                level["memory"] = memory_verdict(level, args.warmup_seconds, args.memory_bound_mb)
+                results["levels"].append(level)
+                report(level)
+        finally:
+            with open(args.output, "w", encoding="utf-8") as f:
+                json.dump(results, f, indent=1)
+        print(f"wrote {args.output}")
+        if args.plot:
+            plot(results, args.plot)
+            print(f"wrote {args.plot}")
+    finally:  # every way out: the workdir holds a copy of the export per version and level
+        shutil.rmtree(workdir, ignore_errors=True)
     failed = any(level["errors"] for level in results["levels"])
     return 1 if failed else 0
 

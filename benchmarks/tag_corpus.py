@@ -70,11 +70,12 @@ def write_corpus(documents: list[str], folder: str, shards: int) -> list[str]:
 
 def run_loop(model: str, corpus: str, batching: str) -> dict:
     """The `loop` configurations, in this process: load, then tag every text (`batching`: corpus, sorted, lengths)."""
-    started = time.monotonic()
+    # Imported before the clock starts: tfner.tag's clock also starts after its imports (TensorFlow, Beam).
     from tfner.predict import SavedModelPredictor, entities_from_outputs
     from tfner.tag_io import Document
     from tfner.tag_model import length_batches
 
+    started = time.monotonic()
     texts = []
     for name in sorted(os.listdir(corpus)):
         with open(os.path.join(corpus, name), encoding="utf-8") as f:
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     print(f"{datetime.date.today()}  {cpu}, {os.cpu_count()} cores; model {args.model}")
-    print(f"corpus: {len(documents)} documents, {sum(lengths)} characters; length p50 {lengths[len(lengths) // 2]}, "
+    print(f"corpus: {len(documents)} documents, {sum(lengths)} characters; length p50 {statistics.median(lengths):g}, "
           f"p90 {lengths[len(lengths) * 9 // 10]}, max {lengths[-1]}; {args.shards} files")
     results = {name: [] for name in configs}
     with tempfile.TemporaryDirectory(prefix="tag_corpus-") as folder:
@@ -183,14 +184,14 @@ def main(argv=None) -> int:
     for name in configs:
         seconds = statistics.median(r["seconds"] for r in results[name])
         wall = statistics.median(r["wall_seconds"] for r in results[name])
-        cpu = statistics.median(r["cpu_seconds"] for r in results[name])
+        cpu_seconds = statistics.median(r["cpu_seconds"] for r in results[name])  # `cpu` is the CPU model
         first = results[name][0]
         summary[name] = {"seconds": seconds, "documents_per_second": first["documents"] / seconds,
                          "characters_per_second": first["characters"] / seconds, "wall_seconds": wall,
-                         "cpu_seconds": cpu,
+                         "cpu_seconds": cpu_seconds,
                          "entities": first["entities"], "runs": results[name]}
         print(f"{name:<16}{seconds:>9.1f}{first['documents'] / seconds:>9.1f}{first['characters'] / seconds:>10.0f}"
-              f"{wall:>9.1f}{cpu:>9.1f}{first['entities']:>10}")
+              f"{wall:>9.1f}{cpu_seconds:>9.1f}{first['entities']:>10}")
     counts = {s["entities"] for s in summary.values()}
     print("entities: the same in every configuration" if len(counts) == 1 else
           f"entities DIFFER between configurations: {sorted(counts)}")

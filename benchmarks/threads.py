@@ -132,7 +132,7 @@ def report(args, result: dict) -> str:
     texts, measured = result["texts"], result["measured"]
     base = args.settings[0]
     lines = [f"| setting | {' | '.join(f'{b} a call: sentences/s (ratio; median of rounds)' for b in args.batches)} "
-             "| CPU s a pass, largest batch |", "|---" * (len(args.batches) + 2) + "|"]
+             f"| CPU s a pass, batch {max(args.batches)} |", "|---" * (len(args.batches) + 2) + "|"]
     for setting in args.settings:
         cells = []
         for batch in args.batches:
@@ -142,7 +142,7 @@ def report(args, result: dict) -> str:
             pooled = sum(m["seconds"] for m in base_rounds) / sum(m["seconds"] for m in rounds)
             median = statistics.median(b["seconds"] / m["seconds"] for b, m in zip(base_rounds, rounds))
             cells.append(f"{rate:,.0f} (x{pooled:.2f}; x{median:.2f})")
-        cpu = statistics.median(m["cpu_seconds"] for m in measured[setting][args.batches[-1]])
+        cpu = statistics.median(m["cpu_seconds"] for m in measured[setting][max(args.batches)])
         lines.append(f"| {describe(setting)} | {' | '.join(cells)} | {cpu:.2f} |")
     entities = {m["entities"] for per_setting in measured.values() for rounds in per_setting.values() for m in rounds}
     lines.append(f"\n{texts} sentences a pass, {args.rounds} rounds; entities found per pass: "
@@ -151,13 +151,15 @@ def report(args, result: dict) -> str:
 
 
 def main(argv=None) -> int:
+    from tfner.predict import positive_int  # here: loading tfner.predict loads TensorFlow
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="export/NAME (latest version) or export/NAME/VERSION")
     parser.add_argument("--texts", default=DEFAULT_TEXTS, help="sentences to tag (any format tfner.data reads)")
     parser.add_argument("--settings", type=parse_settings, default=parse_settings("0:0,1:0"),
                         help="INTRA:INTER[:ONEDNN], comma-separated; the first is the baseline (0: TF's choice)")
     parser.add_argument("--batches", type=parse_batches, default=parse_batches("1,32"), help="sentences a call")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=positive_int, default=4)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--intra_op", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--inter_op", type=int, default=0, help=argparse.SUPPRESS)

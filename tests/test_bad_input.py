@@ -219,6 +219,8 @@ CONFIG_ERRORS = [
     ("hidden size not divisible by heads", "model:\n  hidden_dim: 10\n  num_heads: 3\n", [],
      ["model.hidden_dim 10 must divide evenly into model.num_heads 3 heads"]),
     ("unknown choice", "data:\n  format: csv\n", [], ["'data.format' must be one of auto, conll"]),
+    # failed after TensorFlow started, as "No BERT checkpoint at ''", naming no key
+    ("empty model.init", "", ["model.init="], ["'model.init' must be scratch, or a checkpoint folder or preset"]),
 ]
 
 

@@ -256,6 +256,8 @@ def test_tfrecord_writes_refuse_bad_input_and_leave_nothing_behind(tmp_path):
     with pytest.raises(data.DataError, match=r"example 2 \('a\\ud800b'\): U\+D800 at character 1 is half of a UTF-16"):
         data.write_tfrecords([EXAMPLES[1], data.Example("a\ud800b", ())], tag_set, str(tmp_path / "a"), num_shards=2)
     assert os.listdir(tmp_path) == []  # the staged shards of the failed write were left behind
+    with pytest.raises(data.DataError, match=r"no-folder/a: the folder .*no-folder does not exist; create it first"):
+        data.write_tfrecords([EXAMPLES[1]], tag_set, str(tmp_path / "no-folder" / "a"))  # a hidden .tmp was named
 
 
 @pytest.mark.parametrize("ids, problem", [([1, 9], "tag id 9, outside 0..4 of"), ([-4, -2], "tag id -4, outside"),

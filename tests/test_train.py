@@ -216,9 +216,14 @@ def test_multi_worker_two_processes_train_finish_and_resume_together(tmp_path):
     assert json.load(open(tmp_path / "run" / "metrics.json"))["steps"] == 6
 
 
-def test_tpu_without_a_tpu_fails_clearly():
-    with pytest.raises(RuntimeError, match="(?s)no TPU found at 'local'.*set train.tpu / TPU_NAME"):
+def test_tpu_without_a_tpu_fails_clearly(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="(?s)no TPU found at 'local'.*set train.tpu / TPU_NAME"):
         make_strategy("tpu")
+    from tfner.train import main  # one line, exit 2 (a RuntimeError was a traceback, exit 1)
+
+    assert main(["--config", os.path.join(REPO, "configs", "tiny.yaml"), "--set", "train.distribute=tpu",
+                 "--set", f"run_dir={tmp_path / 'run'}"]) == 2
+    assert "tfner.train: train.distribute=tpu: no TPU found at 'local'" in capsys.readouterr().err
 
 
 def test_a_tpu_that_auto_finds_refuses_mixed_float16_before_connecting(monkeypatch):
@@ -228,7 +233,7 @@ def test_a_tpu_that_auto_finds_refuses_mixed_float16_before_connecting(monkeypat
     monkeypatch.setenv("TPU_NAME", "local")
     with pytest.raises(ConfigError, match="auto chose a TPU"):
         make_strategy("auto", mixed_precision="mixed_float16")
-    with pytest.raises(RuntimeError, match="no TPU found at 'local'"):  # bfloat16 goes on to look for it
+    with pytest.raises(ConfigError, match="no TPU found at 'local'"):  # bfloat16 goes on to look for it
         make_strategy("auto", mixed_precision="mixed_bfloat16")
     with pytest.raises(ConfigError, match="train.distribute is tpu, but train.mixed_precision is mixed_float16"):
         make_strategy("tpu", mixed_precision="mixed_float16")
@@ -444,3 +449,43 @@ def test_tfrecord_shards_are_read_by_name_in_every_split(tmp_path):
     with pytest.raises(data.DataError, match="test.bio: data.format is tfrecord, but this is no TFRecord shard"):
         load_corpus(tiny_config(str(tmp_path), [f"{k}={v}" for k, v in shards.items()]
                                 + [f"data.test={tmp_path / 'test.bio'}", "data.format=tfrecord"]))
+
+
+def _logged(run_dir: str, tag: str) -> dict[int, float]:
+    """TensorBoard scalars of `tag` by step, from the run's event files."""
+    values = {}
+    for path in tf.io.gfile.glob(os.path.join(run_dir, "logs", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(value.tensor))
+    return values
+
+
+def test_a_resume_keeps_the_settings_its_steps_depend_on_and_history_is_this_runs(tmp_path, caplog):
+    """A resume with another batch size ran no step at all (the restored step was past the new total) and
+    exported epoch 1's weights; after checkpoints/ was deleted, history.json kept the old run's epochs."""
+    from tfner.optimization import WarmupLinearDecay
+    from tiny import train_tiny
+
+    common = ["export.enabled=false", "train.checkpoint_every_steps=5"]
+    first = train_tiny(str(tmp_path), [*common, "train.epochs=1"])
+    assert [h["step"] for h in first["history"]] == [22]
+    config = tiny_config(str(tmp_path))
+    rates = _logged(config.run_dir, "learning_rate/backbone")  # the rate each step used, logged at its number
+    schedule = WarmupLinearDecay(config.train.learning_rate, int(22 * config.train.warmup_ratio), 22)
+    assert sorted(rates) == list(range(1, 23))
+    np.testing.assert_allclose([rates[s] for s in (1, 2, 22)], [float(schedule(s - 1)) for s in (1, 2, 22)],
+                               rtol=1e-6)
+
+    with pytest.raises(ConfigError, match=r"holds checkpoints of a run with train.batch_size 16, not 8: a resumed "
+                                          r"step would read other batches"):
+        train_tiny(str(tmp_path), [*common, "train.epochs=1", "train.batch_size=8"])
+    with caplog.at_level("WARNING", logger="tfner.train"):
+        second = train_tiny(str(tmp_path), [*common, "train.epochs=2"])  # to train on: accepted, and said
+    assert "resumes with train.epochs 1, not 2: the learning-rate schedule now spans" in caplog.text
+    assert [h["step"] for h in second["history"]] == [22, 44]
+
+    tf.io.gfile.rmtree(os.path.join(config.run_dir, "checkpoints"))  # a fresh start in the same run_dir
+    third = train_tiny(str(tmp_path), [*common, "train.epochs=1", "train.batch_size=8", "train.max_steps=3"])
+    assert [h["step"] for h in third["history"]] == [3] and third["resumed_from_step"] is None  # not 22, 44

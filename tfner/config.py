@@ -221,6 +221,7 @@ _CHOICES = {
 # run_dir (`run_dir: ~`, `--set run_dir=`) failed at the first write with "No such file or directory: ''".
 _RANGES = {
     "run_dir": (lambda v: bool(v.strip()), "a folder for the run's files, e.g. runs/resume_ner"),
+    "model.init": (lambda v: bool(v.strip()), "scratch, or a checkpoint folder or preset (README, model.init)"),
     "data.max_seq_length": (lambda v: v >= 3, ">= 3 ([CLS], at least one character, [SEP])"),
     "model.num_layers": (lambda v: v >= 1, ">= 1"),
     "model.hidden_dim": (lambda v: v >= 1, ">= 1"),

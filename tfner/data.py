@@ -62,7 +62,8 @@ def expand_paths(patterns: Sequence[str]) -> list[str]:
     for pattern in patterns:
         matched = sorted(tf.io.gfile.glob(pattern))
         if not matched:
-            raise DataError(f"{pattern}: no such file (or no match for the glob); check the data paths in the config")
+            raise DataError(f"{pattern}: no such file (or no match for the glob); check the path where it was given "
+                            "(data.train/dev/test, pretrain.text, distill.unlabelled, or tfner.evaluate --data)")
         for path in matched:
             if tf.io.gfile.isdir(path):
                 raise DataError(f"{path}: a folder, not a file; name the files in it, e.g. {os.path.join(path, '*')}")
@@ -490,6 +491,8 @@ def write_tfrecords(examples: Sequence[Example], tag_set: TagSet, prefix: str, n
     texts, tag_ids = encode_examples(examples, tag_set)
     paths = [f"{prefix}.tfrecord-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
     folder, name = os.path.split(prefix)
+    if not tf.io.gfile.isdir(folder or "."):  # TensorFlow's error named a hidden staging file
+        raise DataError(f"{prefix}: the folder {folder} does not exist; create it first")
     staged = [os.path.join(folder, f".{name}.shard-{i:05d}.tmp") for i in range(num_shards)]
     writers = [tf.io.TFRecordWriter(p) for p in staged]
     try:

@@ -103,7 +103,7 @@ def make_strategy(name: str, tpu: str = "", mixed_precision: str = "none") -> tf
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, RuntimeError, tf.errors.OpError) as e:
-            raise RuntimeError(
+            raise ConfigError(
                 f"train.distribute=tpu: no TPU found at {address!r} ({type(e).__name__}: {e}). Run on a TPU VM, or "
                 "set train.tpu / TPU_NAME to the TPU's address, or choose another train.distribute"
             ) from None

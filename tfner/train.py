@@ -375,7 +375,9 @@ class TrainingLoop:
         writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "logs")) if self.is_chief else None
         train_step = self.make_train_step()
         history_path = os.path.join(config.run_dir, "history.json")
-        history = _read_json(history_path, default=[])  # epochs finished before a resume
+        # The epochs finished before a resume; none after a fresh start (checkpoints/ deleted: the old run's
+        # records would stay), and none past the step resumed from.
+        history = [h for h in _read_json(history_path, default=[]) if h["step"] <= resumed_from] if restored else []
         started, tokens_seen, step_seconds = time.time(), 0, 0.0
         while int(self.step.numpy()) < self.total_steps:
             epoch, position = divmod(int(self.step.numpy()), self.steps_per_epoch)
@@ -387,6 +389,9 @@ class TrainingLoop:
             print(f"epoch {epoch + 1}/{t.epochs}" + (f" (resuming at step {position})" if position else ""))
             epoch_start, epoch_tokens = time.time(), 0
             for _ in range(steps_this_epoch):
+                if writer:  # the rates this step uses: read after it, they would be the next step's
+                    rates = {name: float(optimizer.learning_rate) for name, (optimizer, _) in
+                             self.parameter_groups.items()}
                 step_start = time.time()
                 loss, tokens = train_step(iterator)
                 self.step.assign_add(1)
@@ -398,8 +403,8 @@ class TrainingLoop:
                 if writer:
                     with writer.as_default(step=step):
                         scalar_summary("loss", loss, step)
-                        for name, (optimizer, _) in self.parameter_groups.items():
-                            scalar_summary(f"learning_rate/{name}", optimizer.learning_rate, step)
+                        for name, rate in rates.items():
+                            scalar_summary(f"learning_rate/{name}", rate, step)
                 if step % t.checkpoint_every_steps == 0 and step % self.steps_per_epoch:
                     self.manager.save(checkpoint_number=step, options=_SAVE_OPTIONS)
             tokens_seen += epoch_tokens
@@ -624,6 +629,14 @@ SHAPE_KEYS = ("model.num_layers", "model.hidden_dim", "model.num_heads", "model.
               "data.max_seq_length")
 
 
+# Settings a resumed step depends on: its batch (batch size, seed: each epoch's order) and its learning rate. A
+# run_dir with checkpoints resumes with the settings it ran with. epochs and max_steps may change (to train on):
+# the schedule then spans the new step count, which is said.
+RESUME_KEYS = ("train.batch_size", "train.seed", "train.learning_rate", "train.head_learning_rate",
+               "train.warmup_ratio")
+LENGTH_KEYS = ("train.epochs", "train.max_steps")
+
+
 def changed_settings(config: Config, keys: tuple[str, ...]) -> list[str]:
     """`key then, not now` for each of keys that run_dir/config.yaml sets otherwise than config does."""
     config_path = os.path.join(config.run_dir, "config.yaml")
@@ -665,6 +678,19 @@ def check_same_experiment(config: Config, corpus: Corpus) -> None:
             f"run_dir {config.run_dir} holds another run: {'; '.join(differences)}. Choose a new run_dir (or delete "
             "the old one) to start afresh, or run again with that run's settings to resume it"
         )
+    if not tf.io.gfile.glob(os.path.join(config.run_dir, "checkpoints", "ckpt-*.index")):
+        return  # nothing to resume: any training settings start afresh
+    differences = changed_settings(config, RESUME_KEYS)
+    if differences:  # once accepted: the resumed steps read other batches at another rate (or none ran at all)
+        raise ConfigError(
+            f"run_dir {config.run_dir} holds checkpoints of a run with {'; '.join(differences)}: a resumed step "
+            "would read other batches or use another learning rate. Run again with those settings to resume, or "
+            "delete its checkpoints/ (or choose a new run_dir) to start afresh"
+        )
+    lengths = changed_settings(config, LENGTH_KEYS)
+    if lengths:
+        log.warning("run_dir %s resumes with %s: the learning-rate schedule now spans the new step count, so the "
+                    "rate moves at the resumed step", config.run_dir, "; ".join(lengths))
 
 
 def prepare_run_dir(config: Config, corpus: Corpus) -> None:
@@ -739,7 +765,9 @@ def print_summary(summary: dict, config: Config) -> None:
 
 
 # Errors whose message names the file, line or key and the fix: the commands print them without a traceback.
-CLEAR_ERRORS = (ConfigError, data.DataError, checkpoint_lib.CheckpointMismatchError, FileNotFoundError)
+# A checkpoint or metrics write refused (permissions, a full disk) names its path too.
+CLEAR_ERRORS = (ConfigError, data.DataError, checkpoint_lib.CheckpointMismatchError, OSError,
+                tf.errors.PermissionDeniedError)
 
 
 def main(argv: list[str] | None = None) -> int:
