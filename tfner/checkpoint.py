@@ -100,8 +100,8 @@ ACCEPTED_FORMATS = (
     "vocab.txt and bert_model.ckpt.index/.data-*; (b) a Hugging Face folder with "
     "config.json, vocab.txt and model.safetensors (or model.safetensors.index.json + "
     "shards); (c) a keras-hub preset folder (config.json, model.weights.h5, "
-    "assets/tokenizer/vocabulary.txt) or a keras-hub preset name such as 'bert_base_zh' or URI (kaggle://, gs://); (d) hf://owner/name, "
-    "a Hugging Face repository holding (b) or (c)."
+    "assets/tokenizer/vocabulary.txt) or a keras-hub preset name such as 'bert_base_zh' or URI "
+    "(kaggle://, gs://); (d) hf://owner/name, a Hugging Face repository holding (b) or (c)."
 )
 
 # Layer-norm epsilon is fixed at 1e-12 inside keras-hub's BertBackbone; anything

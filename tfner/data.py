@@ -186,7 +186,8 @@ def read_conll(path: str, scheme: str = "auto", lost_characters: str = "error") 
                 )
             char = "\ufffd"
             lost.append(number)
-        if sep and len(char) > 1 and any(_joins_previous(c) for c in char[1:]):  # ❤️, 🇨🇳, e + U+0301: one glyph
+        # ❤️, 🇨🇳, e + U+0301: several code points drawn as one
+        if sep and len(char) > 1 and any(_joins_previous(c) for c in char[1:]):
             raise DataError(
                 f"{path}:{number}: the token {char!r} is {len(char)} code points "
                 f"({', '.join(f'U+{ord(c):04X}' for c in char)}); tfner reads one code point a line (as the "
