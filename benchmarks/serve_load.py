@@ -213,7 +213,7 @@ def drive(port, texts, clients, texts_per_request, seconds):
             try:
                 return stub.Predict(requests[0], timeout=60)
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or attempt == 49:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == 49:
                     raise
                 time.sleep(0.1)
 

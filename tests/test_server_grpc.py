@@ -20,6 +20,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.apis import model_management_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -372,3 +373,23 @@ def test_a_model_removed_by_a_reload_has_its_loaded_versions_gauge_zeroed(tmp_pa
         clients.channel.close()
     assert metric(server, "tfner_serving_loaded_versions", model="other") == 0
     assert metric(server, "tfner_serving_loaded_versions", model="ner") == 1
+
+
+def test_grpc_channel_arguments_age_connections_out(tmp_path_factory, export_factory, start_server):
+    """--grpc_channel_arguments reaches gRPC as TF Serving passes it: with a connection age, the server closes a
+    client's connection (the channel drops to IDLE) and the next call reconnects and is answered: how the
+    Deployment moves clients off a stopping pod and onto new ones (serving/k8s/deployment.yaml)."""
+    base = str(tmp_path_factory.mktemp("aged") / "ner")
+    export_factory(base, 1)
+    server = start_server("--model_base_path", base, "--grpc_channel_arguments",
+                          "grpc.max_connection_age_ms=300, grpc.max_connection_age_grace_ms=300").wait_ready()
+    states = []
+    with grpc.insecure_channel(server.target) as channel:
+        channel.subscribe(states.append)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        first = stub.Predict(predict_request(TEXTS[:1]), timeout=30)
+        wait_for(lambda: grpc.ChannelConnectivity.IDLE in states[states.index(grpc.ChannelConnectivity.READY):],
+                 timeout=20, what="the server closing the aged connection")
+        second = stub.Predict(predict_request(TEXTS[:1]), timeout=30)
+    assert_rows_match(outputs_of(second), outputs_of(first), TEXTS[:1])
+    server.stop()

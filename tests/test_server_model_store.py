@@ -200,7 +200,20 @@ def test_version_folders_beyond_int64_are_skipped_with_a_warning(tmp_path, caplo
     assert len([r for r in caplog.records if "largest int64" in r.getMessage()]) == 2
 
 
-def test_full_queue_answers_resource_exhausted(tmp_path, export_factory):
+def test_a_version_folder_given_as_the_base_path_is_named_so(tmp_path, export_factory, caplog):
+    """--model_base_path export/ner/1 serves nothing (as in TF Serving, its subfolders are the versions): the
+    warning says it is a version folder and names the parent to give, not just "holds no version folder"."""
+    version = export_factory(str(tmp_path / "ner"), 1)
+    store = ModelStore([ModelSpecConfig(name="ner", base_path=version)], poll_seconds=0, warmup=False)
+    store.start()
+    with pytest.raises(ServingError, match="model 'ner' has no versions yet"):
+        store.version_status("ner")
+    assert (f"model ner: base path {version} is itself a version folder (it holds saved_model.pb); give its "
+            f"parent, {tmp_path / 'ner'}, as the base path; watching it") in caplog.text
+    store.stop()
+
+
+def test_full_queue_answers_unavailable_as_tf_serving_does(tmp_path, export_factory):
     base = str(tmp_path / "ner")
     export_factory(base, 1)
     store = ModelStore([ModelSpecConfig(name="ner", base_path=base)], poll_seconds=0, warmup=False)
@@ -235,13 +248,13 @@ def test_full_queue_answers_resource_exhausted(tmp_path, export_factory):
     second.start()
     wait_for(lambda: predictor.batcher.queued_rows() == 1, timeout=10, what="a queued request")
     send()  # The queue holds max_enqueued_batches (1) batch already.
-    assert outcomes == [grpc.StatusCode.RESOURCE_EXHAUSTED]
+    assert outcomes == [grpc.StatusCode.UNAVAILABLE]  # TF Serving's code for a full queue
     release.set()
     first.join(10)
     second.join(10)
     predictor.stop()
     store.stop()
-    assert outcomes == [grpc.StatusCode.RESOURCE_EXHAUSTED, "ok", "ok"]
+    assert outcomes == [grpc.StatusCode.UNAVAILABLE, "ok", "ok"]
 
 
 def test_a_dropped_version_is_freed(tmp_path, export_factory):

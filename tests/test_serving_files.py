@@ -173,7 +173,24 @@ def test_k8s_objects_fit_together(k8s):
     for flag in ("model_config_file", "batching_parameters_file", "monitoring_config_file"):
         assert os.path.dirname(flags[flag]) == "/config"
         assert os.path.exists(os.path.join(SERVING, os.path.basename(flags[flag])))
-    assert pod["spec"]["terminationGracePeriodSeconds"] > 10  # > preStop sleep
+    # TF Serving does not drain on SIGTERM: a pod stops cleanly only if every client connection has aged out
+    # (closed after max_connection_age, calls in flight given the grace) before the kill, so preStop outlasts both.
+    channel = dict(item.split("=") for item in flags["grpc_channel_arguments"].split(","))
+    connection_life_s = sum(int(channel[f"grpc.max_connection_age{part}_ms"]) for part in ("", "_grace")) / 1000
+    (sleep,) = re.fullmatch(r"sleep (\d+)", container["lifecycle"]["preStop"]["exec"]["command"][-1]).groups()
+    assert connection_life_s < int(sleep) < pod["spec"]["terminationGracePeriodSeconds"]
+
+
+def test_deployments_pin_one_tf_serving_release_and_age_connections_alike(compose, k8s):
+    """A :latest image lets a pod the autoscaler adds run another release than its peers; both deployments and the
+    README's docker run name one release, and close client connections alike."""
+    container = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    readme_image = re.search(r"^\s+(tensorflow/serving:\S+) \\$", read("README.md"), re.MULTILINE)[1]
+    compose_image = re.sub(r"\$\{TF_SERVING_VERSION:-([^}]+)\}", r"\1", compose["services"]["ner"]["image"])
+    assert container["image"] == compose_image == readme_image == "tensorflow/serving:2.21.0"
+    assert container.get("imagePullPolicy", "IfNotPresent") == "IfNotPresent"
+    k8s_channel = flag_values(container["args"])["grpc_channel_arguments"]
+    assert flag_values(compose["services"]["ner"]["command"])["grpc_channel_arguments"] == k8s_channel
 
 
 def test_both_deployments_run_onednn_as_tfner_does(compose, k8s):
@@ -235,3 +252,27 @@ def test_readme_shows_the_commands():
     for command in commands:
         argv = shlex.split(command.replace("\\\n", " "))
         serve.build_parser().parse_args(argv)
+
+
+def test_the_documented_rollout_keeps_every_label_served():
+    """models.config's rollout edits, applied in turn from the file as shipped: each parses and is accepted by
+    tfner.serve (every label names a served version: TF Serving would take an edit that drops a labelled version,
+    then answer NOT_FOUND for that label), and a label only moves to a version the edit before already served (TF
+    Serving refuses the edit otherwise, and never loads the version)."""
+    steps = re.findall(r"^#\s+rollout edit \d+: versions ([\d ]+); stable (\d+); canary (\d+)", read("models.config"),
+                       re.MULTILINE)
+    assert len(steps) == 3, steps
+    (served,) = server_config.load_model_specs(os.path.join(SERVING, "models.config"))
+    versions, labels = set(served.versions), dict(served.labels)
+    for number, (listed, stable, canary) in enumerate(steps, 1):
+        text = read("models.config")
+        text = re.sub(r"specific \{[^}]*\}", "specific {" + "".join(f" versions: {v}" for v in listed.split()) + " }",
+                      text)
+        text = re.sub(r'(key: "stable"\s+value: )\d+', rf"\g<1>{stable}", text)
+        text = re.sub(r'(key: "canary"\s+value: )\d+', rf"\g<1>{canary}", text)
+        (spec,) = server_config.load_model_specs(f"rollout edit {number}", text)  # refuses a label on no version
+        for label, version in spec.labels.items():
+            assert version == labels[label] or version in versions, \
+                f"rollout edit {number} moves {label} to {version}, not loaded before it"
+        versions, labels = set(spec.versions), dict(spec.labels)
+    assert versions == {3} and labels == {"stable": 3, "canary": 3}

@@ -76,6 +76,10 @@ def build_parser():
                    "label wait for its version to load.")
     g.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True,
                    help="Replay assets.extra/tf_serving_warmup_requests on load. Default true.")
+    g.add_argument("--grpc_channel_arguments", default="",
+                   help="gRPC server options, key=value,key=value; e.g. grpc.max_connection_age_ms=30000,"
+                        "grpc.max_connection_age_grace_ms=10000 closes each connection after 30 s, so that "
+                        "clients reconnect and spread over new pods (serving/k8s/deployment.yaml).")
     g.add_argument("--tensorflow_intra_op_parallelism", type=thread_count, default=0,
                    help="Threads inside one op; 0 lets TensorFlow choose (small machines: tfner/tf_threads.py).")
     g.add_argument("--tensorflow_inter_op_parallelism", type=thread_count, default=0,
@@ -161,6 +165,7 @@ def server_from_args(args):
         config_file=args.model_config_file,
         config_text=config_text,
         config_poll_seconds=args.model_config_file_poll_wait_seconds,
+        grpc_channel_arguments=server_config.parse_channel_arguments(args.grpc_channel_arguments),
     )
 
 

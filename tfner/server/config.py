@@ -120,6 +120,25 @@ def read_text(path):
         ) from e
 
 
+def parse_channel_arguments(text):
+    """--grpc_channel_arguments, as TF Serving reads it: "key=value,key=value" -> [(key, int or str)].
+
+    A value that is an integer is passed as one (grpc.max_connection_age_ms=30000), any other as a string,
+    as TF Serving's server does. Raises ConfigError naming an item that is not key=value.
+    """
+    arguments = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = (part.strip() for part in item.partition("="))
+        if not equals or not key:
+            raise ConfigError(f"--grpc_channel_arguments: {item!r} is not key=value; write e.g. "
+                              "grpc.max_connection_age_ms=30000,grpc.max_connection_age_grace_ms=10000")
+        try:
+            arguments.append((key, int(value)))
+        except ValueError:
+            arguments.append((key, value))
+    return arguments
+
+
 def parse_text_proto(path, message_class, text=None):
     """Parses a text-format proto file into a new `message_class` instance.
 
@@ -255,7 +274,7 @@ class BatchOptions:
         batch_timeout_s: float. Longest wait for a batch to fill.
         num_batch_threads: int. Model calls running at once.
         max_enqueued_batches: int. Queue bound, in batches; past it, requests
-            fail with RESOURCE_EXHAUSTED.
+            fail with UNAVAILABLE (as in TF Serving).
         allowed_batch_sizes: tuple. If set, each batch is padded up to the
             smallest of these that holds it.
     """

@@ -66,12 +66,14 @@ class ModelServer:
             parsed from; a later read that differs is an edit to apply.
         config_poll_seconds: float. Re-read config_file this often and apply
             changes (--model_config_file_poll_wait_seconds); 0: never.
+        grpc_channel_arguments: [(key, value)]. gRPC server options
+            (--grpc_channel_arguments), over the defaults below.
     """
 
     def __init__(self, specs, port=8500, rest_api_port=0, batch_options=None, limits=Limits(),
                  poll_seconds=1.0, metrics_path=None, rest_timeout_s=30.0, grpc_max_workers=32,
                  warmup=True, bind_address="0.0.0.0", config_file=None, config_text=None,
-                 config_poll_seconds=0.0):
+                 config_poll_seconds=0.0, grpc_channel_arguments=()):
         self.metrics = Metrics()
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._health_names = set()
@@ -92,6 +94,12 @@ class ModelServer:
         self._config_file = config_file
         self._config_text = config_text
         self._config_poll_seconds = config_poll_seconds
+        self._grpc_options = {
+            "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+            "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+            "grpc.so_reuseport": 0,  # A taken port is an error, not a shared one.
+            **dict(grpc_channel_arguments),
+        }
         self._stopping = threading.Event()
 
     def _watch_config_file(self):
@@ -156,11 +164,7 @@ class ModelServer:
             threading.Thread(target=self._watch_config_file, name="config-poller", daemon=True).start()
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._grpc_max_workers, thread_name_prefix="grpc"),
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),  # A taken port is an error, not a shared one.
-            ],
+            options=list(self._grpc_options.items()),
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.predictor, self.metrics, self._stopping), server)

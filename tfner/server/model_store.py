@@ -317,8 +317,14 @@ class ModelStore:
             # --servable_versions_always_present) until a version folder appears again. Said once per outage.
             if not model.warned_missing:
                 serving = sorted(model.available)
-                log.warning("model %s: base path %s %s; %s", spec.name, spec.base_path,
-                            "does not exist" if on_disk is None else "holds no version folder",
+                if on_disk is None:
+                    state = "does not exist"
+                elif os.path.exists(os.path.join(spec.base_path, "saved_model.pb")):  # export/ner/1 for export/ner
+                    state = (f"is itself a version folder (it holds saved_model.pb); give its parent, "
+                             f"{os.path.dirname(os.path.normpath(spec.base_path))}, as the base path")
+                else:
+                    state = "holds no version folder"
+                log.warning("model %s: base path %s %s; %s", spec.name, spec.base_path, state,
                             f"still serving version(s) {serving} from memory; watching it" if serving
                             else "watching it")
                 model.warned_missing = True
@@ -444,7 +450,8 @@ class ModelStore:
                         model.previous = current if current.available else current.previous
                     # A label moved to a version that is not loaded yet would answer NOT_FOUND until it is:
                     # keep its old target until this reload's poll has loaded the new one (TF Serving refuses
-                    # such a label outright unless --allow_version_labels_for_unavailable_models).
+                    # the whole edit instead; its --allow_version_labels_for_unavailable_models admits only a
+                    # label that is new, not one moved).
                     serving = model.serving()
                     old_labels = current.spec.labels if current is not None else {}
                     staged = {k: v if v in serving else old_labels.get(k, v) for k, v in spec.labels.items()}

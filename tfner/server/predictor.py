@@ -8,8 +8,8 @@ ends fail the same way for the same mistake:
 3. check input names, dtypes, shapes and the text limits -> INVALID_ARGUMENT
    (RESOURCE_EXHAUSTED past --max_chars_per_request);
 4. check the deadline                               -> DEADLINE_EXCEEDED;
-5. run: directly, or through the batcher            -> RESOURCE_EXHAUSTED
-   when its queue is full.
+5. run: directly, or through the batcher            -> UNAVAILABLE when its
+   queue is full (TF Serving's code for it: clients retry it with backoff).
 
 Steps 1-4 happen before a request joins a batch, so a bad request fails alone.
 """
@@ -312,7 +312,9 @@ class Predictor:
         try:
             return self.batcher.submit(key, lambda merged: self._call(signature, merged), arrays, deadline)
         except batching.QueueFullError as e:
-            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from None
+            # UNAVAILABLE, as TF Serving's shared batch scheduler answers a full queue: clients written against
+            # this server must meet the code they will meet in production (they retry it with backoff).
+            raise ServingError(grpc.StatusCode.UNAVAILABLE, str(e)) from None
         except batching.DeadlineExpiredError as e:
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, str(e)) from None
         except batching.BatcherStoppedError as e:

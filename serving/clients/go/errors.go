@@ -24,9 +24,10 @@ const (
 	// in one call than its --max_texts_per_request (lower WithChunkSize).
 	KindInvalidArgument
 	// KindResourceExhausted: the call holds more characters than the
-	// server's --max_chars_per_request, or its queue is full; send less at once.
+	// server's --max_chars_per_request; send less at once.
 	KindResourceExhausted
-	// KindUnavailable: no server answered, through every retry.
+	// KindUnavailable: no server answered, or its batch queue stayed full
+	// (TF Serving's code for a full queue), through every retry.
 	KindUnavailable
 	// KindDeadlineExceeded: the call outlived its deadline (WithTimeout, or
 	// the caller's context).

@@ -3,8 +3,8 @@
  *
  *   NotFoundError            unknown model, version or label: fix the options
  *   InvalidArgumentError     the request breaks a server limit (e.g. too many texts): lower chunkSize
- *   ResourceExhaustedError   too many characters in one call, or the server's queue is full: send less, later
- *   UnavailableError         server down, restarting or unreachable, after every retry
+ *   ResourceExhaustedError   too many characters in one call: send less at once
+ *   UnavailableError         server down, restarting or unreachable, or its batch queue full, after every retry
  *   DeadlineExceededError    the call took longer than timeoutMs
  *   NerError                 any other status (the base class of all of the above)
  *   AbortError               the caller's AbortSignal fired (not a NerError: nothing failed)
@@ -41,13 +41,13 @@ export class NotFoundError extends NerError {}
 /** INVALID_ARGUMENT: the request breaks a server limit or the signature's contract. */
 export class InvalidArgumentError extends NerError {}
 
-/** UNAVAILABLE: the server could not be reached or is not serving, through every retry. */
+/** UNAVAILABLE: the server could not be reached, is not serving, or its batch queue is full, through every retry. */
 export class UnavailableError extends NerError {}
 
 /** DEADLINE_EXCEEDED: the call did not finish within its deadline. */
 export class DeadlineExceededError extends NerError {}
 
-/** RESOURCE_EXHAUSTED: too many characters in one call, or the server's batch queue is full. */
+/** RESOURCE_EXHAUSTED: too many characters in one call (the server's --max_chars_per_request). */
 export class ResourceExhaustedError extends NerError {}
 
 /** The caller's AbortSignal fired; `cause` is the signal's reason. Same name and code as Node's own. */

@@ -52,7 +52,8 @@ class NerClient:
         timeout: float. Deadline of each call, in seconds: > 0 and < 1e9 (no
             infinite deadline).
         retries: int. Retries after UNAVAILABLE (server starting, restarting
-            or between pods), with exponential backoff and full jitter.
+            or between pods, or its batch queue full), with exponential backoff
+            and full jitter.
         chunk_size: int. Most texts per call; keep it <= the server's
             --max_texts_per_request and max_batch_size.
         backoff_s: float. The first retry waits up to this; each next one

@@ -49,11 +49,12 @@ class InvalidArgumentError(NerError):
 
 
 class ResourceExhaustedError(NerError):
-    """RESOURCE_EXHAUSTED: too much at once (characters per call, a full batch queue); send less or slow down."""
+    """RESOURCE_EXHAUSTED: too many characters in one call; send fewer or shorter texts per call."""
 
 
 class UnavailableError(NerError):
-    """UNAVAILABLE: no server answered through every retry (down, restarting, unreachable, or a TLS/plaintext mismatch)."""
+    """UNAVAILABLE through every retry: no server answered (down, restarting, unreachable, TLS/plaintext),
+    or its batch queue stayed full."""
 
 
 class DeadlineExceededError(NerError):

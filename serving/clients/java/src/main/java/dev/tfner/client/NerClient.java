@@ -144,7 +144,7 @@ public final class NerClient implements AutoCloseable {
     }
     CompletableFuture<List<Prediction>> all = allInOrder(results);
     // At most maxConcurrentChunks calls in flight: each answered chunk starts the next one. All at
-    // once would fill a batching server's queue (RESOURCE_EXHAUSTED) and let the last chunks'
+    // once would fill a batching server's queue (UNAVAILABLE) and let the last chunks'
     // deadlines run out while they wait behind the first ones.
     AtomicInteger next = new AtomicInteger();
     Runnable launchNext = new Runnable() {

@@ -3,8 +3,8 @@ package dev.tfner.client;
 import io.grpc.Status;
 
 /**
- * {@code RESOURCE_EXHAUSTED}: the server is over a capacity limit: its queue is full, or one call
- * held more characters than its {@code --max_chars_per_request} (lower the chunk size).
+ * {@code RESOURCE_EXHAUSTED}: one call held more characters than the server's {@code
+ * --max_chars_per_request} (lower the chunk size).
  */
 public class ResourceExhaustedException extends NerException {
   private static final long serialVersionUID = 1L;

@@ -3,8 +3,8 @@ package dev.tfner.client;
 import io.grpc.Status;
 
 /**
- * {@code UNAVAILABLE}: the server could not be reached, or was starting or stopping, through every
- * retry.
+ * {@code UNAVAILABLE}: the server could not be reached, was starting or stopping, or its batch queue
+ * was full (TF Serving's code for a full queue), through every retry.
  */
 public class UnavailableException extends NerException {
   private static final long serialVersionUID = 1L;
