@@ -356,20 +356,25 @@ def cpu_model():
         return "unknown"
 
 
+def milliseconds(value) -> str:
+    """A latency for the report: whole ms, or "-" where no request succeeded to give one."""
+    return "-" if value is None else f"{value:.0f}"
+
+
 def report(level):
     memory = level["memory"]
     print(f"\n{level['clients']} clients, {level['seconds'] / 60:.1f} min: {level['requests']} requests "
-          f"({level['requests_per_second']:.1f}/s), errors {level['errors'] or 0}, p50 {level['p50_ms']:.0f} ms, "
-          f"p99 {level['p99_ms']:.0f} ms, max {level['max_ms']:.0f} ms; versions answered {level['versions_answered']} "
+          f"({level['requests_per_second']:.1f}/s), errors {level['errors'] or 0}, "
+          f"p50 {milliseconds(level['p50_ms'])} ms, p99 {milliseconds(level['p99_ms'])} ms, "
+          f"max {milliseconds(level['max_ms'])} ms; versions answered {level['versions_answered']} "
           f"(swaps at {level['swap_at_s']} s, first answers at {level['first_answer_at_s']} s, loads "
           f"{[(l['version'], l['seconds']) for l in level['loads']]} s); server exit {level['server_exit_code']}")
     print(f"  memory after warm-up: {memory['warm_rss_mb']} MB -> {memory['end_rss_mb']} MB "
           f"(max {memory.get('max_rss_mb')} MB, growth {memory['growth_mb']} MB, flat: {memory['flat']})")
     print("  t s    req   err   p50 ms   p99 ms   RSS MB")
     for i in level["intervals"]:
-        p50 = f"{i['p50_ms']:.0f}" if i["p50_ms"] is not None else "-"
-        p99 = f"{i['p99_ms']:.0f}" if i["p99_ms"] is not None else "-"
-        print(f"  {i['t']:5.0f} {i['requests']:5d} {i['errors']:5d} {p50:>8} {p99:>8} {i['rss_mb']:8.1f}")
+        print(f"  {i['t']:5.0f} {i['requests']:5d} {i['errors']:5d} {milliseconds(i['p50_ms']):>8} "
+              f"{milliseconds(i['p99_ms']):>8} {i['rss_mb']:8.1f}")
 
 
 if __name__ == "__main__":

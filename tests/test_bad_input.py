@@ -369,6 +369,20 @@ def with_another_input(folder):
     return _save_module(os.path.join(folder, "1"), ["serving_default"])
 
 
+def with_text_in_and_other_outputs(folder):
+    """Takes the contract's input, returns something else: tfner.predict failed on it with KeyError 'num_entities'."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def lengths(text):
+        return {"embedding": tf.strings.length(text), "tags": tf.strings.upper(text),
+                "entity_scores": tf.strings.length(text)}
+
+    path = os.path.join(folder, "1")
+    tf.saved_model.save(module, path, signatures={"serving_default": lengths})
+    return path
+
+
 def only_an_interrupted_version(folder):
     os.makedirs(os.path.join(folder, "3", "variables"))
     return folder
@@ -382,10 +396,13 @@ EXPORT_ERRORS = [
      ["has no serving_default signature (it has: ['classify'])"]),
     ("a signature that takes no text", with_another_input, ValueError,
      ["serving_default takes {'x': 'float32 (None,)'}, not a string input 'text'"]),
+    ("a signature that takes text but returns no entities", with_text_in_and_other_outputs, ValueError,
+     ["serving_default lacks the outputs of a tfner export: num_entities (missing), entity_labels (missing)",
+      "entity_texts (missing), entity_scores (int32), where it should return num_entities int32"]),
     ("only an interrupted version", only_an_interrupted_version, FileNotFoundError,
      ["its numbered folders [3] hold no saved_model.pb"]),
     ("no export at all", lambda folder: os.path.join(folder, "missing"), FileNotFoundError,
-     ["neither a SavedModel nor a folder of numbered versions", "python -m tfner.export"]),
+     ["missing: no such folder", "python -m tfner.export"]),
 ]
 
 
@@ -408,6 +425,36 @@ def test_export_refuses(tmp_path, make, error_type, fragments, capsys):
     for fragment in fragments:
         assert fragment in printed
     assert not (tmp_path / "tagged").exists()
+
+
+def test_an_export_into_a_version_folder_is_refused(tiny_run, capsys):
+    """--out export/ner/1 wrote export/ner/1/1, which TF Serving and tfner.predict never read: exit 0, old model
+    served. Refused, naming the parent to export into; the version folder is left as it was."""
+    from tfner import export
+
+    version = tiny_run["export"]
+    before = sorted(os.listdir(version))
+    assert export.main(["--run", tiny_run["run_dir"], "--out", version]) == 2
+    err = capsys.readouterr().err
+    assert f"tfner.export: {version} is a version folder (it holds saved_model.pb)" in err, err
+    assert f"export into its parent, {os.path.dirname(version)}" in err, err
+    assert sorted(os.listdir(version)) == before
+
+
+def test_model_paths_given_by_mistake_say_what_they_are(tiny_run, tmp_path):
+    """Each of these read "neither a SavedModel nor a folder of numbered versions", which said nothing of the fix."""
+    version = tiny_run["export"]
+    base, exports = os.path.dirname(version), os.path.dirname(os.path.dirname(version))
+    for path, said in (
+        (os.path.join(base, "7"), f"{base}/7: no such version; {base} holds version(s) 1: name one, or {base} for"),
+        (tiny_run["run_dir"], f"{tiny_run['run_dir']} is a training run_dir, not an export"),
+        (exports, f"{exports} holds model folder(s) {os.path.basename(base)}: name one, e.g. {base}"),
+        (os.path.join(version, "variables"), f"is inside the version folder {version}: name {version}, or {base}"),
+        (str(tmp_path / "nothing"), "nothing: no such folder; export one with python -m tfner.export"),
+    ):
+        with pytest.raises(FileNotFoundError) as error:
+            resolve_version(path)
+        assert said in str(error.value), str(error.value)
 
 
 def test_a_half_written_newest_version_is_skipped(tiny_run, tmp_path):
@@ -624,10 +671,13 @@ CLI_ERRORS = [
      "--rest_api_timeout_in_ms must be >= 1"),
     ("serve: negative thread count", "serve", ["--model_base_path", "m", "--tensorflow_intra_op_parallelism", "-1"],
      "argument --tensorflow_intra_op_parallelism: must be >= 0 (0: TensorFlow's choice), got -1"),
+    ("serve: a channel argument without a value", "serve",
+     ["--model_base_path", "m", "--grpc_channel_arguments", "grpc.max_connection_age_ms=30000,grpc.keepalive"],
+     "--grpc_channel_arguments: 'grpc.keepalive' is not key=value"),
     ("serve: missing config file", "serve", ["--model_config_file", "/nonexistent/models.config"],
      "/nonexistent/models.config"),
     ("predict: no such export", "predict", ["--model", "/nonexistent/ner", "北京"],
-     "tfner.predict: /nonexistent/ner: neither a SavedModel nor a folder of numbered versions"),
+     "tfner.predict: /nonexistent/ner: no such folder; export one with python -m tfner.export --run RUN_DIR"),
     ("evaluate: no such data file", "evaluate", ["--model", "/nonexistent/ner", "--data", "/nonexistent/test.bio"],
      "tfner.evaluate: /nonexistent/test.bio: no such file"),
     ("export: not a run_dir", "export", ["--run", "/nonexistent/run"],
@@ -681,7 +731,7 @@ def test_evaluate_reads_lost_characters_when_told(tmp_path, capsys):
     assert "weibo.bio:2: the token is two U+FFFD" in capsys.readouterr().err
     assert evaluate.main(["--model", "/nonexistent/ner", "--data", str(path), "--lost_characters", "replace"]) == 2
     err = capsys.readouterr().err
-    assert "/nonexistent/ner: neither a SavedModel nor a folder of numbered versions" in err, err
+    assert "/nonexistent/ner: no such folder" in err, err
 
 
 def test_evaluate_refuses_data_without_gold_entities(tmp_path, capsys):
@@ -739,7 +789,7 @@ def test_serve_refuses_thread_counts_once_tensorflow_ran(capsys):
     [
         (["--batch_size", "0"], b"", "argument --batch_size: must be >= 1, got 0"),
         ([], "北京\n".encode() + b"\xff\xfe\n", "tfner.predict: stdin line 2 is not UTF-8"),
-        (["北京", "王伟\udcff"], b"", "tfner.predict: text 2 holds U+DCFF at character 2, half of a UTF-16"),
+        (["北京", "王伟\udcff"], b"", "tfner.predict: text 2 holds byte 0xFF at character 2, which is not UTF-8"),
     ],
     ids=["predict: zero batch size", "predict: stdin that is not UTF-8", "predict: argv bytes that are not UTF-8"],
 )

@@ -170,3 +170,22 @@ def test_epoch_starts_times_every_epoch_after_the_first_on_both_input_paths():
         starts = rows["epoch starts (s, ask for batches -> first step done)"].split()
         assert len(starts) == 2 and all(float(s) > 0 for s in starts), result.stdout  # epochs 2 and 3
         assert 0 <= float(rows["best dev F1"]) <= 1, result.stdout
+
+
+def test_soak_reports_a_level_where_no_request_succeeded(capsys):
+    """A server that refused every request (or never came up) leaves no latency to quote: the report says "-"
+    where a figure would be, rather than failing on None after the soak's minutes were spent."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    try:
+        import soak
+    finally:
+        sys.path.pop(0)
+    level = {"clients": 16, "seconds": 60.0, "requests": 0, "errors": {"UNAVAILABLE": 40},
+             "requests_per_second": 0.0, "p50_ms": None, "p99_ms": None, "max_ms": None, "versions_answered": [],
+             "swap_at_s": [30.0], "first_answer_at_s": {}, "loads": [], "server_exit_code": 1,
+             "intervals": [{"t": 10.0, "requests": 0, "errors": 40, "p50_ms": None, "p99_ms": None, "rss_mb": 300.0}]}
+    level["memory"] = soak.memory_verdict(level, warmup_seconds=0, bound_mb=50)
+    soak.report(level)
+    out = capsys.readouterr().out
+    assert "errors {'UNAVAILABLE': 40}, p50 - ms, p99 - ms, max - ms" in out, out
+    assert out.splitlines()[-1].split() == ["10", "0", "40", "-", "-", "300.0"], out

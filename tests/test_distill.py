@@ -40,9 +40,39 @@ def test_the_student_learns_to_agree_with_its_teacher(tiny_run):
     before = summary["distill"]["dev_agreement_before"]
     after = [h["dev_agreement"] for h in summary["history"]]
     assert after[-1] > before + 0.2 and after[-1] > 0.8, (before, after)
-    read = summary["distill"]
-    assert 0 < read["unlabelled_sequences_per_epoch"] <= read["unlabelled_sequences"]
-    assert read["unlabelled_sequences_per_epoch"] <= summary["steps"] * 16  # tiny.py's batch size, one epoch
+
+
+def test_unlabelled_text_reaches_the_loss(tiny_run, tmp_path):
+    """A step's unlabelled batch adds the soft loss of its characters: the same step's labelled batch alone gives
+    a smaller loss over fewer characters (the figures of the summary would read the same without it)."""
+    from tfner import data
+    from tfner.distill import DistillTrainer, load_distill_corpus, read_teacher
+    from tfner.train import start_process
+
+    teacher = tiny_run["teacher"]
+    config = tiny_config(str(tmp_path), [*STUDENT, f"distill.teacher={teacher['run_dir']}", "model.dropout=0.0",
+                                         f"distill.unlabelled={teacher['test']}"])
+    strategy = start_process(config)
+    _, tag_set = read_teacher(config)
+    with strategy.scope():
+        teacher_module = export_lib.load_run(config.distill.teacher, precision="float32")
+        texts = [e.text for e in data.read_examples(teacher["test"])]
+        trainer = DistillTrainer(config, load_distill_corpus(config, tag_set), strategy, teacher_module, texts)
+    labelled, extra = next(iter(trainer.replica_dataset(tf.distribute.InputContext(), 0)))
+    loss, tokens = trainer.replica_loss((labelled, extra))
+    trainer.extra_source = None
+    labelled_loss, labelled_tokens = trainer.replica_loss(labelled)
+    assert int(tokens) == int(labelled_tokens) + int(tf.reduce_sum(tf.cast(extra[1]["tag_mask"], tf.int32)))
+    assert float(loss) > float(labelled_loss) + 1e-4, (float(loss), float(labelled_loss))
+
+
+def test_a_resume_keeps_the_distillation_recipe(tiny_run):
+    """Another temperature or soft weight resumed the student's checkpoints under the new loss without a word."""
+    from tfner.config import load_config
+
+    config = load_config(os.path.join(tiny_run["run_dir"], "config.yaml"), ["distill.temperature=7.0"])
+    with pytest.raises(ConfigError, match="holds checkpoints of a run with distill.temperature 2.0, not 7.0"):
+        distill(config)
 
 
 def test_the_student_is_smaller_and_keeps_the_teachers_vocabulary_and_tags(tiny_run):

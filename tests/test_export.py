@@ -82,7 +82,9 @@ print(json.dumps({{k: (v.tolist() if v.dtype != object else [[x.decode("utf-8", 
 
 
 def test_graph_holds_only_core_tensorflow_ops(tiny_run):
-    """Every op of the graph and its function library is registered by bare TensorFlow (no tf-text)."""
+    """Every op of the graph and its function library is registered by bare TensorFlow (no tf-text), and none
+    calls back into Python (tf.py_function and tf.numpy_function are registered ops too, but TF Serving has no
+    Python to run them)."""
     code = f"""
 import sys
 import tensorflow as tf
@@ -94,6 +96,7 @@ graph = proto.meta_graphs[0].graph_def
 ops = {{n.op for n in graph.node}} | {{n.op for f in graph.library.function for n in f.node_def}}
 functions = {{f.signature.name for f in graph.library.function}}
 unknown = sorted(op for op in ops - functions if op_def_registry.get(op) is None)
+unknown += sorted(ops & {{"PyFunc", "PyFuncStateless", "EagerPyFunc"}})
 assert "tensorflow_text" not in sys.modules
 print(len(ops), unknown)
 """
@@ -260,6 +263,9 @@ def test_predictor_names_a_text_without_utf8_and_stdin_drops_a_byte_order_mark(t
     predictor = SavedModelPredictor(tiny_run["export"], batch_size=2)
     with pytest.raises(ValueError, match="text 2 holds U\\+D83D at character 2, half of a UTF-16 surrogate pair"):
         predictor.predict(["北京", "上海", "王伟\ud83d"])  # JSON's escape of half an emoji reads so
+    argv = b"\xff\xfe\xe5\xbc\xa0".decode("utf-8", "surrogateescape")  # how Python reads argv bytes that are not UTF-8
+    with pytest.raises(ValueError, match="text 0 holds byte 0xFF at character 0, which is not UTF-8"):
+        predictor.predict([argv])
     with pytest.raises(TypeError, match="texts is one str; pass a list"):
         predictor.predict("北京欢迎你")  # not five texts of one character
     assert read_text_lines(io.BytesIO("\ufeff王伟\r\n北京\n".encode()), "stdin") == ["王伟", "北京"]

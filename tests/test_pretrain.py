@@ -4,11 +4,15 @@ it whose export keeps the serving contract (tests/test_export.py's own tests, ru
 
 import bz2
 import collections
+import dataclasses
 import gzip
 import io
 import json
 import lzma
 import os
+import random
+import re
+import shutil
 
 import keras
 import numpy as np
@@ -120,7 +124,7 @@ def test_masked_batches_point_at_the_masked_characters(corpus):
         assert features["mask_positions"].shape[1] == slots == 5  # ceil(30 * 0.15)
         weights = labels["mask_weights"].numpy()
         lengths = features["padding_mask"].numpy().sum(axis=1) - 2
-        expected = np.minimum(slots, np.maximum(1, np.round(lengths * 0.15)))
+        expected = np.minimum(slots, np.maximum(1, np.floor(lengths * np.float32(0.15) + 0.5)))  # halves up
         assert (weights.sum(axis=1) == expected).all()
         positions = features["mask_positions"].numpy()
         inside = (positions >= 1) & (positions <= lengths[:, None])
@@ -142,6 +146,29 @@ def test_unlabelled_reader_streams_both_formats_and_names_bad_lines(corpus, tmp_
     bad.write_text('{"text": "好"}\n{"content": "坏"}\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"bad.jsonl:2: expected an object with a string field 'text'"):
         list(unlabelled.iter_documents([str(bad)]))
+
+
+def test_a_conll_file_given_as_text_is_refused(tmp_path):
+    """Read as text, Resume NER's dev.char.bmes was 13,890 documents like '吴 B-NAME': tags trained on, and in the
+    vocabulary. A text with fewer such lines before its first sentence still reads."""
+    conll = tmp_path / "dev.char.bmes"
+    conll.write_text("".join(f"{c} {t}\n" for c, t in zip("吴重阳中国国籍" * 4, ["B-NAME", "M-NAME", "E-NAME", "O"] * 7)),
+                     encoding="utf-8")
+    with pytest.raises(DataError, match=r"dev.char.bmes: a CoNLL char-tag file \(its lines read like '.+'\), not text"):
+        list(unlabelled.iter_documents([str(conll)]))
+    text = tmp_path / "notes.txt"
+    text.write_text("".join(f"{c} O\n" for c in "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未") + "这一行是正文。\n", encoding="utf-8")
+    assert len(list(unlabelled.iter_documents([str(text)]))) == 19
+
+
+def test_a_pretraining_run_dir_given_for_a_tagging_run_or_a_checkpoint_says_what_it_is(pretrained):
+    from tfner import export as export_lib
+
+    run_dir = pretrained["config"].run_dir
+    with pytest.raises(ConfigError, match="is a tfner.pretrain run: it holds a backbone, not a tagger"):
+        export_lib.load_run(run_dir)  # tfner.export --run, distill.teacher
+    with pytest.raises(FileNotFoundError, match=f"is a tfner.pretrain run_dir; its backbone is {run_dir}/backbone"):
+        checkpoint.load_backbone(run_dir)  # model.init
 
 
 def test_unlabelled_files_may_be_compressed_and_end_lines_with_cr(corpus, tmp_path):
@@ -166,6 +193,18 @@ def test_unlabelled_files_may_be_compressed_and_end_lines_with_cr(corpus, tmp_pa
 def test_binary_lines_end_at_lf_crlf_or_cr_across_reads(size):
     data = b"a\r\nb\rc\n\nd\r"
     assert list(unlabelled.binary_lines(io.BytesIO(data), size)) == [b"a", b"b", b"c", b"", b"d"]
+
+
+def test_binary_lines_are_the_same_whatever_the_read_size():
+    """Lines gathered across reads (a \r\n cut between two, a line spanning many) are the regular expression's
+    split of the whole stream, a final line end ending the last line: 2,000 random streams, reads of 1-7 bytes."""
+    rng = random.Random(7)
+    for _ in range(2000):
+        data = bytes(rng.choice(b"aa\r\n") for _ in range(rng.randrange(0, 24)))
+        pieces = re.split(rb"\r\n|\r|\n", data)
+        want = [] if not data else pieces[:-1] if data.endswith((b"\r", b"\n")) else pieces
+        for size in (*range(1, 8), 1 << 20):
+            assert list(unlabelled.binary_lines(io.BytesIO(data), size)) == want, (data, size)
 
 
 def test_a_nul_in_the_corpus_is_unknown_not_a_vocabulary_entry_that_fails_the_save(corpus, tmp_path):
@@ -270,6 +309,71 @@ def test_bad_settings_are_refused_by_name(corpus, tmp_path):
                                f"pretrain.held_out {sequences + 80} is not below the {sequences} sequences")):
         with pytest.raises(ConfigError, match=message):  # a ConfigError: the commands print it without a traceback
             pretrain(pretrain_config(str(tmp_path), corpus["jsonl"], "scratch", [override]))
+
+
+def test_a_resume_keeps_its_recipe_and_its_starting_point(pretrained, tmp_path):
+    """Another batch size resumed into a schedule its step had passed (no step ran, exit 0); another held-out
+    slice trained on what had been held out; model.init of the run's own backbone resumed at the last step and
+    trained nothing. All refused while checkpoints/ holds the run, before config.yaml is rewritten."""
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(pretrained["config"].run_dir, run_dir)
+    before = (tmp_path / "run" / "config.yaml").read_text(encoding="utf-8")
+    base = dataclasses.replace(pretrained["config"], run_dir=run_dir)
+    for changed, said in ((dataclasses.replace(base.train, batch_size=4), "train.batch_size 16, not 4"),
+                          (dataclasses.replace(base.pretrain, held_out=8), "pretrain.held_out 32, not 8"),
+                          (dataclasses.replace(base.pretrain, mask_rate=0.3), "pretrain.mask_rate 0.15, not 0.3"),
+                          (dataclasses.replace(base.model, init=os.path.join(run_dir, "backbone")), "model.init")):
+        section = {type(base.train): "train", type(base.pretrain): "pretrain", type(base.model): "model"}[type(changed)]
+        with pytest.raises(ConfigError, match=f"holds checkpoints of a run with {said}"):
+            pretrain(dataclasses.replace(base, **{section: changed}))
+    assert (tmp_path / "run" / "config.yaml").read_text(encoding="utf-8") == before
+
+
+def test_an_output_that_would_replace_other_files_is_refused(corpus, tmp_path):
+    """pretrain.output replaces its folder whole: it deleted the run_dir it named (checkpoints and all), or a
+    folder of other files. Refused before the run starts; what was there stays."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "other_model.txt").write_text("keep me", encoding="utf-8")
+    run = str(tmp_path / "run")
+    for output, said in ((run, "would replace the run's own files"),
+                         (str(tmp_path), "would replace the run's own files"),
+                         (os.path.join(run, "checkpoints"), "would replace the run's own files"),
+                         (str(tmp_path / "models"), "holds other_model.txt: not a backbone preset")):
+        with pytest.raises(ConfigError, match=f"pretrain.output {re.escape(output)} {said}"):
+            pretrain(pretrain_config(str(tmp_path), corpus["jsonl"], "scratch", [f"pretrain.output={output}"]))
+    assert (tmp_path / "models" / "other_model.txt").read_text(encoding="utf-8") == "keep me"
+    assert not os.path.exists(run)
+
+
+def test_a_data_vocab_other_than_the_checkpoints_own_is_refused(corpus, erf_preset, tmp_path):
+    """The checkpoint's vocabulary reordered has its size, so nothing failed: every character read another's
+    embedding row, and the saved backbone kept the scrambled vocabulary."""
+    own = read_vocabulary(checkpoint.vocabulary_path(erf_preset))
+    reordered = tmp_path / "vocab.txt"
+    reordered.write_text("".join(t + "\n" for t in own[:6] + own[6:][::-1]), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"data.vocab .*vocab.txt \(\d+ tokens\) is not model.init's own vocabulary "
+                                          r".* they first differ at id 6"):
+        pretrain(pretrain_config(str(tmp_path), corpus["jsonl"], erf_preset, [f"data.vocab={reordered}"]))
+
+
+def test_pretraining_runs_under_mixed_precision(corpus, tmp_path):
+    """keras-hub's masked-LM head, built by an eager call, failed under mixed_bfloat16 and mixed_float16 (a float32
+    bias added to half-precision logits). In a process of its own: the policy is global."""
+    for policy in ("mixed_bfloat16", "mixed_float16"):
+        run_dir = tmp_path / policy
+        result = run_python(f"""
+from tfner.config import load_config
+from tfner.pretrain import pretrain
+config = load_config(None, [{f"run_dir={run_dir}"!r}, {f"pretrain.text={corpus['jsonl']}"!r}, "pretrain.held_out=32",
+    "data.max_seq_length=32", "export.window_overlap=8", "model.num_layers=1", "model.hidden_dim=16",
+    "model.num_heads=2", "model.intermediate_dim=32", "train.batch_size=16", "train.max_steps=2",
+    "train.distribute=one_device", "train.mixed_precision={policy}"])
+summary = pretrain(config)
+print("steps", summary["steps"])
+""")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip().splitlines()[-1] == "steps 2", result.stdout
+        assert (run_dir / "backbone" / "model.weights.h5").exists()
 
 
 @pytest.mark.parametrize(

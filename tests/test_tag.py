@@ -355,7 +355,7 @@ def test_the_command_line_names_a_bad_path_without_a_traceback(tmp_path, capsys)
     assert tag.main(["--model", str(tmp_path / "no-model"), "--input", __file__, *common]) == 2
     assert tag.main(["--model", str(tmp_path), "--input", str(tmp_path / "*.nothing"), *common]) == 2
     err = capsys.readouterr().err
-    assert "tfner.tag: " in err and "no-model: neither a SavedModel" in err and "no file matches" in err
+    assert "tfner.tag: " in err and "no-model: no such folder" in err and "no file matches" in err
     assert "Traceback" not in err
 
 

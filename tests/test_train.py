@@ -478,8 +478,8 @@ def test_a_resume_keeps_the_settings_its_steps_depend_on_and_history_is_this_run
     np.testing.assert_allclose([rates[s] for s in (1, 2, 22)], [float(schedule(s - 1)) for s in (1, 2, 22)],
                                rtol=1e-6)
 
-    with pytest.raises(ConfigError, match=r"holds checkpoints of a run with train.batch_size 16, not 8: a resumed "
-                                          r"step would read other batches"):
+    with pytest.raises(ConfigError, match=r"holds checkpoints of a run with train.batch_size 16, not 8: the resumed "
+                                          r"steps would not be those of either setting \(other batches"):
         train_tiny(str(tmp_path), [*common, "train.epochs=1", "train.batch_size=8"])
     with caplog.at_level("WARNING", logger="tfner.train"):
         second = train_tiny(str(tmp_path), [*common, "train.epochs=2"])  # to train on: accepted, and said

@@ -4,6 +4,7 @@ The package map, in pipeline order (README's layout table says the same):
 
     config.py                           one config system: dataclasses, YAML, typed --set a.b=c
     atomic_write.py                     a run's small files (config, vocab, labels, metrics) written whole or not at all
+    run_lock.py                         one process at a time in a run_dir (an flock held for the run)
     labels.py, data.py, demo.py         tag schemes <-> spans; readers -> examples -> tf.data; the demo corpus
     tokenizer.py                        the one character tokenizer, in graph, for training and serving
     checkpoint.py, model.py, crf.py     pretrained BERT -> BertBackbone; the tagger; our CRF layer

@@ -340,6 +340,9 @@ def _locate(path: str) -> tuple[str, str]:
                     )
                 return "keras", path
             return "huggingface", path
+        if os.path.isfile(os.path.join(path, "backbone", "config.json")):  # a tfner.pretrain run_dir
+            raise FileNotFoundError(f"{path} is a tfner.pretrain run_dir; its backbone is "
+                                    f"{os.path.join(path, 'backbone')}: give that as model.init")
         raise FileNotFoundError(
             f"{path} holds no BERT checkpoint: expected bert_config.json (Google TF1) or "
             f"config.json (Hugging Face, keras-hub preset). {ACCEPTED_FORMATS}"

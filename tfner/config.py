@@ -241,6 +241,7 @@ _RANGES = {
     "train.max_steps": (lambda v: v >= 0, ">= 0 (0: all epochs)"),
     "train.seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32) (TensorFlow's and NumPy's seed range)"),
     "export.window_overlap": (lambda v: v >= 0, ">= 0"),
+    "pretrain.shuffle_buffer": (lambda v: v >= 1, ">= 1 (sequences shuffled at once; 1: read in file order)"),
 }
 
 

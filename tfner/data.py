@@ -38,7 +38,7 @@ import tensorflow as tf
 from tfner import labels as labels_lib
 from tfner.atomic_write import write_atomically
 from tfner.labels import Span, TagSet
-from tfner.tag_io import COMPRESSION_SUFFIXES
+from tfner.tag_io import compression_suffix
 from tfner.tokenizer import CharTokenizer
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,8 @@ def read_examples(patterns: str | Sequence[str], format: str = "auto", scheme: s
         patterns = [patterns]
     examples = []
     for path in expand_paths(patterns):
-        suffix = os.path.splitext(path)[1].lower()
-        if suffix in COMPRESSION_SUFFIXES:  # read whole into memory: decompressing first costs the user one command
+        suffix = compression_suffix(path)
+        if suffix:  # read whole into memory: decompressing first costs the user one command
             raise DataError(f"{path}: compressed ({suffix}); training data is read uncompressed: decompress it "
                             "first (gunzip, bunzip2, unxz ...)")
         fmt = detect_format(path) if format == "auto" else format

@@ -37,14 +37,15 @@ import tensorflow as tf
 
 from tfner import checkpoint, data
 from tfner import export as export_lib
-from tfner import unlabelled
+from tfner import run_lock, unlabelled
 from tfner.config import Config, ConfigError, load_config
 from tfner.inference import NerModule
 from tfner.labels import TagSet, parse_labels_file
 from tfner.model import NerTagger
 from tfner.predict import resolve_version
 from tfner.tokenizer import read_vocabulary
-from tfner.train import CLEAR_ERRORS, Corpus, Trainer, load_corpus, print_summary, run, start_process
+from tfner.train import (CLEAR_ERRORS, RESUME_KEYS, Corpus, Trainer, load_corpus, print_summary, run, runs_as_chief,
+                         start_process)
 
 log = logging.getLogger("tfner.distill")
 
@@ -86,10 +87,7 @@ def read_teacher(config: Config) -> tuple[Config, TagSet]:
             )
         raise FileNotFoundError(f"distill.teacher {teacher}: no config.yaml there; give the run_dir of a "
                                 "python -m tfner.train run")
-    missing = [name for name in ("labels.txt", "vocab.txt") if not tf.io.gfile.exists(os.path.join(teacher, name))]
-    if missing:  # a train run writes them at its start, beside config.yaml: a partial copy of the folder?
-        raise ConfigError(f"distill.teacher {teacher}: no {' or '.join(missing)} beside its config.yaml; give the "
-                          "whole run_dir of a python -m tfner.train run (copy it again if it was cut short)")
+    export_lib.check_training_run(teacher, role="distill.teacher")  # a train run writes them at its start
     teacher_config = load_config(os.path.join(teacher, "config.yaml"))
     labels_path = os.path.join(teacher, "labels.txt")
     with tf.io.gfile.GFile(labels_path) as f:
@@ -132,6 +130,12 @@ def load_distill_corpus(config: Config, tag_set: TagSet) -> Corpus:
     return corpus
 
 
+# The recipe a resumed distillation must keep, besides tfner.train's: another teacher, temperature, weight or
+# unlabelled set would make the resumed steps those of neither run.
+DISTILL_RESUME_KEYS = ("distill.teacher", "distill.temperature", "distill.soft_weight", "distill.unlabelled",
+                       "distill.text_field")
+
+
 class DistillTrainer(Trainer):
     """A Trainer whose loss mixes the teacher's soft targets with the gold tags (see the module docstring).
 
@@ -142,6 +146,8 @@ class DistillTrainer(Trainer):
         teacher: NerModule. The teacher's model and tokenizer (tfner.export.load_run).
         extra_texts: list of str. Unlabelled texts (soft loss only); may be empty.
     """
+
+    resume_keys = RESUME_KEYS + DISTILL_RESUME_KEYS
 
     def __init__(self, config: Config, corpus: Corpus, strategy: tf.distribute.Strategy, teacher: NerModule,
                  extra_texts: list[str]):
@@ -228,14 +234,15 @@ class DistillTrainer(Trainer):
 def distill(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
     """Distils the teacher into the configured student, scores and exports it; returns the summary."""
     strategy = start_process(config, strategy)
-    _, tag_set = read_teacher(config)
-    corpus = load_distill_corpus(config, tag_set)
-    with strategy.scope():
-        # float32 soft targets, whatever the teacher's export.precision or the student's training policy.
-        teacher = export_lib.load_run(config.distill.teacher, precision="float32")
-    extra = list(unlabelled.iter_documents(config.distill.unlabelled, config.distill.text_field)) \
-        if config.distill.unlabelled else []
-    return run(DistillTrainer(config, corpus, strategy, teacher, extra))
+    with run_lock.hold(config.run_dir, enabled=runs_as_chief(strategy)):
+        _, tag_set = read_teacher(config)
+        corpus = load_distill_corpus(config, tag_set)
+        with strategy.scope():
+            # float32 soft targets, whatever the teacher's export.precision or the student's training policy.
+            teacher = export_lib.load_run(config.distill.teacher, precision="float32")
+        extra = list(unlabelled.iter_documents(config.distill.unlabelled, config.distill.text_field)) \
+            if config.distill.unlabelled else []
+        return run(DistillTrainer(config, corpus, strategy, teacher, extra))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ import uuid
 import keras
 import tensorflow as tf
 
-from tfner.config import load_config
+from tfner.config import ConfigError, load_config
 from tfner.inference import NerModule
 from tfner.labels import TagSet, parse_labels_file
 from tfner.model import build_tagger, dtype_policy, load_backbone_config
@@ -51,12 +51,28 @@ WARMUP_TEXTS = [
 PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
+def check_training_run(run_dir: str, role: str = "") -> None:
+    """Refuses a run_dir without the files of a tfner.train run (labels.txt, vocab.txt beside config.yaml), naming
+    a tfner.pretrain run as what it is: a backbone to fine-tune, not a tagger. role prefixes the message."""
+    missing = [name for name in ("labels.txt", "vocab.txt") if not tf.io.gfile.exists(os.path.join(run_dir, name))]
+    if not missing:
+        return
+    where = f"{role} {run_dir}" if role else run_dir
+    if "labels.txt" in missing and tf.io.gfile.exists(os.path.join(run_dir, "backbone", "config.json")):
+        raise ConfigError(f"{where} is a tfner.pretrain run: it holds a backbone, not a tagger; fine-tune a tagger "
+                          f"from it first, python -m tfner.train --config CONFIG --set "
+                          f"model.init={os.path.join(run_dir, 'backbone')}")
+    raise ConfigError(f"{where}: no {' or '.join(missing)} beside its config.yaml; give the whole run_dir of a "
+                      "python -m tfner.train run (copy it again if it was cut short)")
+
+
 def load_run(run_dir: str, precision: str | None = None) -> NerModule:
     """Rebuilds the NerModule of a run from its config, vocab, labels and best weights.
 
     precision: "float32" or "bfloat16"; default the run's export.precision. It, not the policy the process
     happens to run under (a mixed-precision training run exports at the end), sets what the model computes in.
     """
+    check_training_run(run_dir)
     config = load_config(os.path.join(run_dir, "config.yaml"))
     precision = precision or config.export.precision
     if precision not in PRECISION_POLICIES:
@@ -124,12 +140,21 @@ def write_warmup(path: str, model_name: str, texts: list[str]) -> None:
             writer.write(log_record.SerializeToString())
 
 
+def check_base_dir(base_dir: str) -> None:
+    """Refuses a version folder (export/ner/1) given where a model's folder of versions (export/ner) belongs:
+    the export would become export/ner/1/1, which neither TF Serving nor tfner.predict ever reads."""
+    if tf.io.gfile.exists(os.path.join(base_dir, "saved_model.pb")):
+        raise ConfigError(f"{base_dir} is a version folder (it holds saved_model.pb), not a model's folder of "
+                          f"versions; export into its parent, {os.path.dirname(os.path.normpath(base_dir))}")
+
+
 def export_module(module: NerModule, base_dir: str, model_name: str, version: int | None = None,
                   source: dict | None = None) -> str:
     """Writes module as base_dir/<version>/ (next free version by default) and returns that path.
 
     `source` (where the model comes from) is written as assets/source.json.
     """
+    check_base_dir(base_dir)
     chosen = version is not None
     version = version or next_version(base_dir)
     final = os.path.join(base_dir, str(version))
@@ -222,6 +247,7 @@ def export_run(run_dir: str, out: str | None = None, reuse: bool = False, precis
     instead of writing another: tfner.train uses it, so a run killed after its export and run again ends
     with one version, as an uninterrupted run does.
     """
+    check_training_run(run_dir)
     config = load_config(os.path.join(run_dir, "config.yaml"))
     base_dir = out or config.export_dir
     precision = precision or config.export.precision

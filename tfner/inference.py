@@ -14,8 +14,10 @@ measured is what is shipped. Steps, for a batch of texts:
    window k's tag before it ends an entity or is O (E-, S-, O) and window k+1's tag at it begins one or is O
    (B-, S-, O), so every entity comes whole from one window, as that window decoded it. Of such positions in
    the overlap, the one nearest its middle m_k = (start_k + W + start_{k+1}) / 2 wins (there both windows
-   see the most context); with none (an entity longer than the overlap), the seam is m_k itself. Seams stay
-   in order: c_k lies in [max(start_{k+1}, start_{k-1} + W), start_k + W], and these ranges do not overlap.
+   see the most context); with none, the seam is m_k itself. Seams stay in order: c_k lies in
+   [max(start_{k+1}, start_{k-1} + W), start_k + W], and these ranges do not overlap. That range is the
+   overlap, or the stride S where the overlap is over W / 2, so an entity longer than min(overlap, S) can be
+   cut.
 5. Spans: tags -> entities by the rule of tfner.labels (a continuation with no begin starts an entity),
    vectorised. An entity's score is the lowest confidence among its characters.
 6. Pad every output to the batch's widest row (see export/README.md for the contract).

@@ -31,14 +31,49 @@ def resolve_version(path: str) -> str:
     versions = {v: folder for v, folder in numbered.items()
                 if tf.io.gfile.exists(os.path.join(folder, "saved_model.pb"))}
     if not versions:
-        found = f" (its numbered folders {sorted(numbered)} hold no saved_model.pb)" if numbered else ""
-        raise FileNotFoundError(f"{path}: neither a SavedModel nor a folder of numbered versions{found}; export "
-                                "one with python -m tfner.export --run RUN_DIR")
+        raise FileNotFoundError(_no_export_here(path, numbered))
     return versions[max(versions)]
+
+
+def _served_versions(base: str) -> list[int]:
+    return sorted(v for v, folder in version_folders(base).items()
+                  if tf.io.gfile.exists(os.path.join(folder, "saved_model.pb")))
+
+
+def _no_export_here(path: str, numbered: dict) -> str:
+    """Why `path` is no export, for the paths people give by mistake: a version that is not there, a run_dir, the
+    export folder above the models, a folder inside a version."""
+    normalized = os.path.normpath(path)
+    base, name = os.path.split(normalized)
+    fix = "export one with python -m tfner.export --run RUN_DIR"
+    if name.isdigit() and not tf.io.gfile.exists(path) and _served_versions(base):  # export/ner/7
+        held = ", ".join(map(str, _served_versions(base)))
+        return f"{path}: no such version; {base} holds version(s) {held}: name one, or {base} for the newest"
+    if tf.io.gfile.exists(os.path.join(path, "config.yaml")) and tf.io.gfile.isdir(os.path.join(path, "checkpoints")):
+        return (f"{path} is a training run_dir, not an export: its export is in the config's export.dir (export/"
+                f"<model_name>), or {fix.replace('RUN_DIR', path)}")
+    if tf.io.gfile.isdir(path):
+        models = sorted(entry.rstrip("/") for entry in tf.io.gfile.listdir(path)
+                        if _served_versions(os.path.join(path, entry.rstrip("/"))))
+        if models:  # export/ given for export/ner
+            return f"{path} holds model folder(s) {', '.join(models)}: name one, e.g. {os.path.join(path, models[0])}"
+    parent = os.path.dirname(normalized)
+    while parent and parent != os.path.dirname(parent):
+        if tf.io.gfile.exists(os.path.join(parent, "saved_model.pb")):  # export/ner/1/variables
+            return f"{path} is inside the version folder {parent}: name {parent}, or {os.path.dirname(parent)}"
+        parent = os.path.dirname(parent)
+    if not tf.io.gfile.exists(path):
+        return f"{path}: no such folder; {fix}"
+    found = f" (its numbered folders {sorted(numbered)} hold no saved_model.pb)" if numbered else ""
+    return f"{path}: neither a SavedModel nor a folder of numbered versions{found}; {fix}"
 
 
 # Signature keys TensorFlow writes for itself (tf.saved_model.load does not list them among the signatures).
 _SAVED_MODEL_OPS = {"__saved_model_init_op", "__saved_model_train_op"}
+# The outputs of the contract (export/README.md) and their dtypes.
+CONTRACT_OUTPUTS = {"num_entities": tf.int32, "entity_labels": tf.string, "entity_starts": tf.int32,
+                    "entity_ends": tf.int32, "entity_texts": tf.string, "entity_scores": tf.float32,
+                    "tags": tf.string}
 
 
 class NotAnExport(ValueError):
@@ -68,6 +103,14 @@ def check_saved_model(path: str) -> None:
         described = {k: f"{tf.dtypes.as_dtype(v.dtype).name} {tf.TensorShape(v.tensor_shape)}" for k, v in inputs.items()}
         raise NotAnExport(f"{path}: serving_default takes {described}, not a string input 'text'; is it a tfner "
                           "export? (export/README.md has the contract)")
+    outputs = signatures["serving_default"].outputs
+    wrong = [f"{name} ({'missing' if name not in outputs else tf.dtypes.as_dtype(outputs[name].dtype).name})"
+             for name, dtype in CONTRACT_OUTPUTS.items()
+             if name not in outputs or outputs[name].dtype != dtype.as_datatype_enum]
+    if wrong:
+        raise NotAnExport(f"{path}: serving_default lacks the outputs of a tfner export: {', '.join(wrong)}, where "
+                          f"it should return {', '.join(f'{n} {d.name}' for n, d in CONTRACT_OUTPUTS.items())}; is "
+                          "it a tfner export? (export/README.md has the contract)")
 
 
 def load_signature(path: str):
@@ -120,8 +163,14 @@ def utf8_texts(texts: list[str], first: int = 0) -> list[bytes]:
         try:
             encoded.append(text.encode("utf-8"))
         except UnicodeEncodeError as e:  # a lone surrogate: JSON's "\ud83d", or bytes argv could not decode
+            point = ord(text[e.start])
+            if 0xDC80 <= point <= 0xDCFF:  # how Python carries a byte that is not UTF-8 (surrogateescape)
+                raise ValueError(
+                    f"text {number} holds byte 0x{point - 0xDC00:02X} at character {e.start}, which is not UTF-8 "
+                    f"(or a lone surrogate U+{point:04X}); pass UTF-8 text, e.g. convert it with iconv"
+                ) from None
             raise ValueError(
-                f"text {number} holds U+{ord(text[e.start]):04X} at character {e.start}, half of a UTF-16 surrogate "
+                f"text {number} holds U+{point:04X} at character {e.start}, half of a UTF-16 surrogate "
                 "pair, which is no character and has no UTF-8 form; pass UTF-8 text"
             ) from None
     return encoded

@@ -1,7 +1,8 @@
 """python -m tfner.pretrain: masked-LM pretraining of the backbone on unlabelled text.
 
     python -m tfner.pretrain --config configs/pretrain_resume.yaml
-    python -m tfner.pretrain --config configs/pretrain_resume.yaml --set model.init=runs/pretrain/backbone
+    python -m tfner.pretrain --config configs/pretrain_resume.yaml --set run_dir=runs/pretrain_more \
+        --set model.init=runs/pretrain_resume/backbone          # continue from a backbone, in a run_dir of its own
 
 Starts from scratch (model.* gives the shape) or from any checkpoint model.init accepts, reads the text files
 of pretrain.text (one document per line, or JSON lines; streamed), masks whole characters (tfner.masked_lm)
@@ -29,14 +30,23 @@ import keras_hub
 import tensorflow as tf
 
 from tfner import checkpoint as checkpoint_lib
-from tfner import data, masked_lm, unlabelled
+from tfner import data, masked_lm, run_lock, unlabelled
 from tfner.config import Config, ConfigError, load_config, save_config
 from tfner.model import build_backbone
 from tfner.tokenizer import MASK, CharTokenizer, read_vocabulary, write_vocabulary
-from tfner.train import (CLEAR_ERRORS, SHAPE_KEYS, TrainingLoop, _write_json, changed_settings, input_pipelines,
-                         random_states, start_process, uses_static_shapes)
+from tfner.train import (CLEAR_ERRORS, RESUME_KEYS, SHAPE_KEYS, TrainingLoop, _write_json, changed_settings,
+                         check_checkpoint_vocabulary, check_resume_settings, input_pipelines, random_states,
+                         read_configured_vocabulary, runs_as_chief, start_process, uses_static_shapes)
 
 log = logging.getLogger("tfner.pretrain")
+
+
+# What a resumed pretraining must keep, besides tfner.train's RESUME_KEYS (model.init among them: continuing from
+# a backbone takes a new run_dir, or the run's checkpoints win and nothing of the backbone is read): the corpus
+# and its held-out slice (another would train on what was held out, and score the two ends on different texts)
+# and the masking.
+PRETRAIN_RESUME_KEYS = ("pretrain.text", "pretrain.text_field", "pretrain.held_out", "pretrain.mask_rate",
+                        "pretrain.mask_token_rate", "pretrain.random_token_rate", "pretrain.shuffle_buffer")
 
 
 def check_config(config: Config) -> None:
@@ -62,10 +72,35 @@ def output_dir(config: Config) -> str:
     return config.pretrain.output or os.path.join(config.run_dir, "backbone")
 
 
+# What keras-hub's save_to_preset writes into a backbone preset folder; a folder holding anything else is not
+# one, and is never replaced by the backbone.
+PRESET_ENTRIES = {"assets", "config.json", "metadata.json", "model.weights.h5", "tokenizer.json", "preprocessor.json"}
+# What a pretraining run writes into its run_dir besides the backbone: pretrain.output must not be one of them.
+RUN_ENTRIES = {"checkpoints", "logs", "config.yaml", "vocab.txt", "history.json", "metrics.json", ".lock"}
+
+
+def check_output(config: Config) -> None:
+    """Refuses a pretrain.output that writing the backbone would destroy: the run_dir or a folder holding it, a
+    file or folder the run writes, or an existing folder that is not a backbone preset (it is replaced whole)."""
+    output, run_dir = os.path.abspath(output_dir(config)), os.path.abspath(config.run_dir)
+    inside = os.path.relpath(output, run_dir).split(os.sep)
+    if output == run_dir or run_dir.startswith(output.rstrip(os.sep) + os.sep) or inside[0] in RUN_ENTRIES:
+        raise ConfigError(f"pretrain.output {output_dir(config)} would replace the run's own files (run_dir "
+                          f"{config.run_dir}); leave it empty for {os.path.join(config.run_dir, 'backbone')}, or name "
+                          "a folder of its own")
+    if os.path.isdir(output):
+        foreign = sorted(set(os.listdir(output)) - PRESET_ENTRIES)
+        if foreign:
+            raise ConfigError(f"pretrain.output {output_dir(config)} holds {', '.join(foreign[:5])}: not a backbone "
+                              "preset, and the backbone replaces the folder whole; name a new folder, or empty it")
+
+
 def run_vocabulary(config: Config, corpus: unlabelled.Survey) -> list[str]:
     """data.vocab if set, else the checkpoint's (model.init), else the one built from the corpus."""
     if config.data.vocab:
-        return read_vocabulary(config.data.vocab)
+        vocabulary = read_configured_vocabulary(config.data.vocab)
+        check_checkpoint_vocabulary(config, vocabulary)
+        return vocabulary
     if config.model.init != "scratch":
         return read_vocabulary(checkpoint_lib.vocabulary_path(config.model.init))
     return corpus.vocabulary
@@ -229,6 +264,7 @@ def prepare_run_dir(config: Config, vocabulary: list[str]) -> None:
         raise ConfigError(f"run_dir {config.run_dir} holds another run: {'; '.join(differences)}. Choose a new "
                           "run_dir (or delete the old one) to start afresh, or run again with that run's settings "
                           "to resume it")
+    check_resume_settings(config, RESUME_KEYS + PRETRAIN_RESUME_KEYS)
     save_config(config, os.path.join(config.run_dir, "config.yaml"))
     write_vocabulary(vocabulary, vocab_path)
 
@@ -236,27 +272,30 @@ def prepare_run_dir(config: Config, vocabulary: list[str]) -> None:
 def pretrain(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
     """Pretrains, scores the held-out slice each epoch, writes the backbone; returns the summary."""
     check_config(config)
+    if "://" not in output_dir(config) + config.run_dir:  # local paths; on gs:// the folder is the run's to manage
+        check_output(config)
     strategy = start_process(config, strategy)
-    corpus = unlabelled.survey(config.pretrain.text, config.data.max_seq_length - 2, config.pretrain.text_field,
-                               config.data.lowercase, config.pretrain.held_out, input_pipelines(strategy))
-    vocabulary = run_vocabulary(config, corpus)
-    trainer = MaskedLMTrainer(config, strategy, vocabulary, corpus)
-    if trainer.is_chief:
-        prepare_run_dir(config, vocabulary)
-    before = trainer.starting_figure("held_out_before", trainer.evaluate)  # random, or the checkpoint given
-    summary = trainer.fit()
-    summary.update({
-        "corpus": {"sequences": corpus.sequences, "characters": corpus.characters,
-                   "held_out_sequences": config.pretrain.held_out, "vocabulary": len(vocabulary)},
-        "held_out_before": before,
-        "held_out": trainer.evaluate(),
-        "num_replicas": strategy.num_replicas_in_sync,
-        "backbone": output_dir(config),
-    })
-    if trainer.is_chief:
-        _write_json(os.path.join(config.run_dir, "metrics.json"), summary)
-    trainer.remove_scratch()
-    return summary
+    with run_lock.hold(config.run_dir, enabled=runs_as_chief(strategy)):
+        corpus = unlabelled.survey(config.pretrain.text, config.data.max_seq_length - 2, config.pretrain.text_field,
+                                   config.data.lowercase, config.pretrain.held_out, input_pipelines(strategy))
+        vocabulary = run_vocabulary(config, corpus)
+        trainer = MaskedLMTrainer(config, strategy, vocabulary, corpus)
+        if trainer.is_chief:
+            prepare_run_dir(config, vocabulary)
+        before = trainer.starting_figure("held_out_before", trainer.evaluate)  # random, or the checkpoint given
+        summary = trainer.fit()
+        summary.update({
+            "corpus": {"sequences": corpus.sequences, "characters": corpus.characters,
+                       "held_out_sequences": config.pretrain.held_out, "vocabulary": len(vocabulary)},
+            "held_out_before": before,
+            "held_out": trainer.evaluate(),
+            "num_replicas": strategy.num_replicas_in_sync,
+            "backbone": output_dir(config),
+        })
+        if trainer.is_chief:
+            _write_json(os.path.join(config.run_dir, "metrics.json"), summary)
+        trainer.remove_scratch()
+        return summary
 
 
 def print_summary(summary: dict, config: Config) -> None:

@@ -39,6 +39,7 @@ written as input_<name> (input_input_<name> if the record has an input_<name> to
 import dataclasses
 import json
 import lzma
+import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -82,13 +83,16 @@ class Document:
     fields: dict = dataclasses.field(default_factory=dict)
 
 
+def compression_suffix(path: str) -> str:
+    """The path's compression suffix (one of COMPRESSION_SUFFIXES, lower case), or "" for none."""
+    suffix = os.path.splitext(path)[1].lower()
+    return suffix if suffix in COMPRESSION_SUFFIXES else ""
+
+
 def detect_format(path: str) -> str:
     """`json` for .jsonl / .json (compression suffix looked through), else `text`."""
     name = path.lower()
-    for suffix in COMPRESSION_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    name = name[: len(name) - len(compression_suffix(name))]
     return "json" if name.endswith((".jsonl", ".json")) else "text"
 
 

@@ -26,7 +26,7 @@ import tensorflow as tf
 import yaml
 from tensorflow.core.framework import summary_pb2
 
-from tfner import data, demo, faults, metrics
+from tfner import data, demo, faults, metrics, run_lock
 from tfner import export as export_lib
 from tfner import checkpoint as checkpoint_lib
 from tfner.atomic_write import write_atomically
@@ -54,6 +54,28 @@ def read_configured_vocabulary(path: str) -> list[str]:
         return read_vocabulary(path)
     except ValueError as e:  # not a BERT vocab.txt
         raise ConfigError(f"data.vocab: {e}") from None
+
+
+def check_checkpoint_vocabulary(config: Config, vocabulary: list[str]) -> None:
+    """Refuses a data.vocab other than the vocabulary model.init's checkpoint ships (where it ships one).
+
+    The checkpoint's embedding rows are indexed by its own vocabulary's ids: another file of the same size (a
+    reordered or edited copy) reads every character through another character's row, with no error anywhere.
+    """
+    if not config.data.vocab or config.model.init == "scratch":
+        return
+    try:
+        own_path = checkpoint_lib.vocabulary_path(config.model.init)
+    except FileNotFoundError:  # a checkpoint without a vocabulary: data.vocab is the only one there is
+        return
+    own = read_vocabulary(own_path)
+    if own != vocabulary:
+        first = next((i for i, (a, b) in enumerate(zip(own, vocabulary)) if a != b), min(len(own), len(vocabulary)))
+        raise ConfigError(
+            f"data.vocab {config.data.vocab} ({len(vocabulary)} tokens) is not model.init's own vocabulary "
+            f"{own_path} ({len(own)} tokens; they first differ at id {first}): the checkpoint's embedding rows "
+            "follow its own ids. Leave data.vocab empty to use the checkpoint's"
+        )
 
 
 @dataclasses.dataclass
@@ -103,6 +125,7 @@ def load_corpus(config: Config) -> Corpus:
             )
     if d.vocab:
         vocabulary = configured_vocabulary
+        check_checkpoint_vocabulary(config, vocabulary)
     elif config.model.init != "scratch":
         vocabulary = read_vocabulary(checkpoint_lib.vocabulary_path(config.model.init))
     else:
@@ -222,7 +245,7 @@ class TrainingLoop:
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.parameter_groups = {}
-        self.is_chief = _is_chief(strategy)
+        self.is_chief = runs_as_chief(strategy)
 
     def build_optimizers(self, variables: list, head_variables: list) -> None:
         """AdamW for the backbone and for the freshly initialised head (tfner.optimization); call under scope.
@@ -435,6 +458,11 @@ class TrainingLoop:
 class Trainer(TrainingLoop):
     """One tagging run: the tagger, its optimizers and checkpoints under a strategy, scored on dev each epoch."""
 
+    @property
+    def resume_keys(self) -> tuple[str, ...]:
+        """The settings a resume must keep (check_resume_settings); a subclass with a recipe of its own adds it."""
+        return RESUME_KEYS
+
     def __init__(self, config: Config, corpus: Corpus, strategy: tf.distribute.Strategy):
         self.corpus = corpus
         self.max_seq_length = config.data.max_seq_length
@@ -616,7 +644,8 @@ def scalar_summary(name: str, value, step: int) -> None:
     tf.summary.write(name, tf.cast(value, tf.float32), step=step, metadata=_SCALAR_METADATA)
 
 
-def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+def runs_as_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run (checkpoints, best/, the export): all but a multi-worker run's workers."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
         return True
@@ -629,11 +658,12 @@ SHAPE_KEYS = ("model.num_layers", "model.hidden_dim", "model.num_heads", "model.
               "data.max_seq_length")
 
 
-# Settings a resumed step depends on: its batch (batch size, seed: each epoch's order) and its learning rate. A
+# Settings a resumed step depends on: its batch (batch size, seed: each epoch's order), its learning rate, and
+# the weights it started from (model.init: a resume reads the checkpoint, so another init would be ignored). A
 # run_dir with checkpoints resumes with the settings it ran with. epochs and max_steps may change (to train on):
-# the schedule then spans the new step count, which is said.
+# the schedule then spans the new step count, which is said. tfner.pretrain and tfner.distill add their own.
 RESUME_KEYS = ("train.batch_size", "train.seed", "train.learning_rate", "train.head_learning_rate",
-               "train.warmup_ratio")
+               "train.warmup_ratio", "model.init")
 LENGTH_KEYS = ("train.epochs", "train.max_steps")
 
 
@@ -653,8 +683,9 @@ def changed_settings(config: Config, keys: tuple[str, ...]) -> list[str]:
     return differences
 
 
-def check_same_experiment(config: Config, corpus: Corpus) -> None:
-    """Refuses a run_dir that holds a run of other entity types, another vocabulary or another model shape.
+def check_same_experiment(config: Config, corpus: Corpus, resume_keys: tuple[str, ...] = RESUME_KEYS) -> None:
+    """Refuses a run_dir that holds a run of other entity types, another vocabulary or another model shape, or
+    checkpoints of other resume_keys settings (check_resume_settings).
 
     Checked before anything is written: the restore would fail on the checkpoints' shapes anyway, but only after
     config.yaml and vocab.txt had been overwritten with this run's, which left the old run unexportable.
@@ -678,14 +709,20 @@ def check_same_experiment(config: Config, corpus: Corpus) -> None:
             f"run_dir {config.run_dir} holds another run: {'; '.join(differences)}. Choose a new run_dir (or delete "
             "the old one) to start afresh, or run again with that run's settings to resume it"
         )
+    check_resume_settings(config, resume_keys)
+
+
+def check_resume_settings(config: Config, resume_keys: tuple[str, ...]) -> None:
+    """Refuses to resume run_dir's checkpoints with other resume_keys settings; warns of other LENGTH_KEYS."""
     if not tf.io.gfile.glob(os.path.join(config.run_dir, "checkpoints", "ckpt-*.index")):
         return  # nothing to resume: any training settings start afresh
-    differences = changed_settings(config, RESUME_KEYS)
+    differences = changed_settings(config, resume_keys)
     if differences:  # once accepted: the resumed steps read other batches at another rate (or none ran at all)
         raise ConfigError(
-            f"run_dir {config.run_dir} holds checkpoints of a run with {'; '.join(differences)}: a resumed step "
-            "would read other batches or use another learning rate. Run again with those settings to resume, or "
-            "delete its checkpoints/ (or choose a new run_dir) to start afresh"
+            f"run_dir {config.run_dir} holds checkpoints of a run with {'; '.join(differences)}: the resumed steps "
+            "would not be those of either setting (other batches, another learning rate or loss, other starting "
+            "weights). Run again with those settings to resume, or delete its checkpoints/ (or choose a new "
+            "run_dir) to start afresh"
         )
     lengths = changed_settings(config, LENGTH_KEYS)
     if lengths:
@@ -693,10 +730,10 @@ def check_same_experiment(config: Config, corpus: Corpus) -> None:
                     "rate moves at the resumed step", config.run_dir, "; ".join(lengths))
 
 
-def prepare_run_dir(config: Config, corpus: Corpus) -> None:
+def prepare_run_dir(config: Config, corpus: Corpus, resume_keys: tuple[str, ...] = RESUME_KEYS) -> None:
     """Writes config.yaml, vocab.txt and labels.txt; a run_dir of another experiment is refused."""
     os.makedirs(config.run_dir, exist_ok=True)
-    check_same_experiment(config, corpus)
+    check_same_experiment(config, corpus, resume_keys)
     save_config(config, os.path.join(config.run_dir, "config.yaml"))
     write_vocabulary(corpus.vocabulary, os.path.join(config.run_dir, "vocab.txt"))
     # Rewritten on every start, read back by the next one: whole or not at all, so that a kill in the write
@@ -719,7 +756,9 @@ def run(trainer: Trainer) -> dict:
     """Prepares the run_dir, fits, exports the best model and scores test through the export; the summary."""
     config, corpus, strategy = trainer.config, trainer.corpus, trainer.strategy
     if trainer.is_chief:
-        prepare_run_dir(config, corpus)
+        if config.export.enabled:
+            export_lib.check_base_dir(config.export_dir)  # before the training, not after it
+        prepare_run_dir(config, corpus, trainer.resume_keys)
         save_backbone_config(trainer.model.backbone, os.path.join(config.run_dir, "backbone.json"))
     summary = trainer.fit()
     summary["num_replicas"] = strategy.num_replicas_in_sync
@@ -740,7 +779,8 @@ def run(trainer: Trainer) -> dict:
 def train(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
     """Trains, scores dev each epoch and test at the end, exports the best model; returns the summary."""
     strategy = start_process(config, strategy)
-    return run(Trainer(config, load_corpus(config), strategy))
+    with run_lock.hold(config.run_dir, enabled=runs_as_chief(strategy)):
+        return run(Trainer(config, load_corpus(config), strategy))
 
 
 def print_summary(summary: dict, config: Config) -> None:
