@@ -224,7 +224,7 @@ class DistillTrainer(Trainer):
         summary = super().fit()
         unlabelled = int(self.extra_source.cardinality()) if self.extra_source else 0
         # Each labelled step takes one batch of the unlabelled text, so an epoch reads at most this many of them
-        # (a new shuffle each epoch); the rest of a larger unlabelled set waits for later epochs, or is not read.
+        # (a new shuffle each epoch, through a buffer of 100,000: past that many, the set's end is never read).
         per_epoch = min(unlabelled, self.steps_per_epoch * self.config.train.batch_size)
         summary["distill"] = {"teacher": self.config.distill.teacher, "dev_agreement_before": before,
                               "unlabelled_sequences": unlabelled, "unlabelled_sequences_per_epoch": per_epoch}
